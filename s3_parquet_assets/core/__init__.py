@@ -1,0 +1,32 @@
+"""The engine: plain Python, no Dagster. Both the Dagster assets and the Lambda handler call this.
+
+Public API::
+
+    from s3_parquet_assets.core import parse_event, make_clients, run_load, handle_event
+"""
+
+from .aws import AwsClients, make_clients, retry_config
+from .errors import LoadError, Stage
+from .event import Column, LoadEvent, parse_event, yesterday
+from .pipeline import LoadResult, Tuning, error_response, handle_event, new_load_id, run_load
+from .source import SourceObject, find_latest
+
+__all__ = [
+    "AwsClients",
+    "Column",
+    "LoadError",
+    "LoadEvent",
+    "LoadResult",
+    "SourceObject",
+    "Stage",
+    "Tuning",
+    "error_response",
+    "find_latest",
+    "handle_event",
+    "make_clients",
+    "new_load_id",
+    "parse_event",
+    "retry_config",
+    "run_load",
+    "yesterday",
+]

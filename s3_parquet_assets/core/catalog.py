@@ -1,0 +1,161 @@
+"""Glue catalog: the table definition and the day's partitions (awswrangler's catalog API, plus Glue's
+UpdatePartition for the atomic location flip that awswrangler does not offer)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from .errors import LoadError
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_glue import GlueClient
+
+__all__ = [
+    "day_partitions",
+    "ensure_database",
+    "flip_partitions",
+    "upsert_table",
+]
+
+log = logging.getLogger(__name__)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def ensure_database(glue: GlueClient, database: str) -> None:
+    """Fail with a clear message when the Glue database does not exist (it is never created here)."""
+    try:
+        glue.get_database(Name=database)
+    except ClientError as exc:
+        if _code(exc) == "EntityNotFoundException":
+            raise LoadError("catalog", f"Glue database {database!r} does not exist; create it first") from exc
+        raise LoadError("catalog", f"cannot read Glue database {database!r}: {_code(exc) or exc}") from exc
+
+
+def existing_partition_keys(glue: GlueClient, database: str, table: str) -> list[str] | None:
+    """The table's partition key names, or ``None`` when the table does not exist yet."""
+    try:
+        resp = glue.get_table(DatabaseName=database, Name=table)
+    except ClientError as exc:
+        if _code(exc) == "EntityNotFoundException":
+            return None
+        raise LoadError("catalog", f"cannot read Glue table {database}.{table}: {_code(exc) or exc}") from exc
+    return [k["Name"] for k in resp["Table"].get("PartitionKeys", [])]
+
+
+def check_table(glue: GlueClient, database: str, table: str, partition_cols: tuple[str, ...]) -> None:
+    """Fail early if an existing table is partitioned differently from this load."""
+    keys = existing_partition_keys(glue, database, table)
+    if keys is not None and keys != list(partition_cols):
+        raise LoadError(
+            "catalog",
+            f"Glue table {database}.{table} is partitioned by {keys}, but this load uses {list(partition_cols)}",
+        )
+
+
+def upsert_table(
+    session: boto3.Session,
+    database: str,
+    table: str,
+    location: str,
+    columns_types: Mapping[str, str],
+    partitions_types: Mapping[str, str],
+) -> None:
+    """Create the Parquet table, or add new columns to it (existing partitions are kept)."""
+    import awswrangler as wr
+
+    try:
+        wr.catalog.create_parquet_table(
+            database=database,
+            table=table,
+            path=location,
+            columns_types=dict(columns_types),
+            partitions_types=dict(partitions_types),
+            compression="snappy",
+            mode="append",
+            boto3_session=session,
+        )
+    except ClientError as exc:
+        raise LoadError("catalog", f"cannot create or update Glue table {database}.{table}: {exc}") from exc
+    except wr.exceptions.InvalidArgumentValue as exc:
+        raise LoadError("catalog", f"Glue table {database}.{table}: {exc}") from exc
+
+
+def day_partitions(glue: GlueClient, database: str, table: str, data_ref: str) -> dict[tuple[str, ...], str]:
+    """The registered partitions of one day: values -> location."""
+    out: dict[tuple[str, ...], str] = {}
+    try:
+        pages = glue.get_paginator("get_partitions").paginate(
+            DatabaseName=database, TableName=table, Expression=f"data_ref = '{data_ref}'"
+        )
+        for page in pages:
+            for part in page.get("Partitions", []):
+                values = tuple(part["Values"])
+                if values and values[0] == data_ref:
+                    out[values] = part.get("StorageDescriptor", {}).get("Location", "")
+    except ClientError as exc:
+        if _code(exc) == "EntityNotFoundException":
+            return {}
+        raise LoadError("catalog", f"cannot read partitions of {database}.{table}: {_code(exc) or exc}") from exc
+    return out
+
+
+def flip_partitions(
+    session: boto3.Session,
+    glue: GlueClient,
+    database: str,
+    table: str,
+    new: Mapping[tuple[str, ...], str],
+    old: Mapping[tuple[str, ...], str],
+    columns_types: Mapping[str, str],
+) -> None:
+    """Point the day's partitions at the new locations.
+
+    A partition that exists is moved with one UpdatePartition (atomic for readers); a new one is added
+    with awswrangler; one the new load no longer has is removed.
+    """
+    import awswrangler as wr
+
+    try:
+        for values, location in new.items():
+            if values in old:
+                current = glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=list(values))
+                part = current["Partition"]
+                sd: dict[str, Any] = dict(part["StorageDescriptor"])
+                sd["Location"] = location
+                glue.update_partition(
+                    DatabaseName=database,
+                    TableName=table,
+                    PartitionValueList=list(values),
+                    PartitionInput={
+                        "Values": list(values),
+                        "StorageDescriptor": sd,  # type: ignore[typeddict-item]
+                        "Parameters": part.get("Parameters", {}),
+                    },
+                )
+            else:
+                wr.catalog.add_parquet_partitions(
+                    database=database,
+                    table=table,
+                    partitions_values={location: list(values)},
+                    compression="snappy",
+                    columns_types=dict(columns_types),
+                    boto3_session=session,
+                )
+            log.info("partition %s of %s.%s -> %s", "/".join(values), database, table, location)
+        gone = [list(v) for v in old if v not in new]
+        for start in range(0, len(gone), 25):
+            glue.batch_delete_partition(
+                DatabaseName=database,
+                TableName=table,
+                PartitionsToDelete=[{"Values": v} for v in gone[start : start + 25]],
+            )
+    except ClientError as exc:
+        raise LoadError("swap", f"cannot move the partitions of {database}.{table}: {exc}") from exc

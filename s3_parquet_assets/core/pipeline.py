@@ -1,0 +1,356 @@
+"""The load: newest source object -> new Parquet version of the day -> verified -> Glue flip -> cleanup.
+
+Safety of the day (the unit of replacement):
+
+1. the new version is written to a fresh folder ``{pathoutput}/data_ref={day}/load-{load_id}/``;
+2. it is verified (object sizes, and row counts read back from the Parquet footers);
+3. the Glue partition is moved to it with one UpdatePartition, so catalog readers see the old day or
+   the new day, never a mix;
+4. only then is everything else under ``data_ref={day}/`` removed (old versions, leftovers of failed
+   or killed loads, stale multipart uploads).
+
+A failure before step 3 leaves the previous version in place and registered; a kill leaves at most an
+unregistered folder that the next load's step 4 removes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import catalog
+from .aws import AwsClients, make_clients
+from .errors import LoadError, Stage
+from .event import PARTITION_KEY, LoadEvent, parse_event
+from .reader import apply_transform, arrow_schema, glue_type_of, iter_batches, load_transform, open_source
+from .s3io import S3SeekableReader
+from .source import SourceObject, find_latest
+from .writer import DatasetWriter, WrittenFile, write_all
+
+__all__ = ["LoadResult", "Tuning", "error_response", "handle_event", "new_load_id", "run_load"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Performance knobs (defaults chosen by measurement; see benchmarks/)."""
+
+    block_size: int = 8 * 1024 * 1024
+    row_group_rows: int = 1_000_000
+    row_group_bytes: int = 96 * 1024 * 1024
+    part_size: int = 16 * 1024 * 1024
+    max_in_flight: int = 4
+    threaded: bool = True
+
+
+@dataclass
+class LoadResult:
+    """What a load did. ``as_dict`` is the ``result`` of the Lambda-style response."""
+
+    data_ref: str
+    load_id: str
+    source_key: str
+    source_uri: str
+    etag: str
+    size: int
+    last_modified: str
+    rows: int
+    bytes: int
+    files: int
+    output_location: str
+    partition_location: str
+    table: str
+    previous_location: str | None
+    bytes_read: int
+    seconds: float
+    removed_objects: int = 0
+    file_keys: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_load_id(now: datetime | None = None) -> str:
+    """A sortable, unique id: UTC time plus a random suffix."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+class _Stages:
+    """Tracks the current stage so an unexpected exception is reported against it."""
+
+    def __init__(self) -> None:
+        self.current: Stage = "validate"
+
+    def __call__(self, stage: Stage) -> _Stages:
+        self.current = stage
+        return self
+
+
+def _extra_put_args(ev: LoadEvent) -> dict[str, Any]:
+    args: dict[str, Any] = {"ServerSideEncryption": ev.sse}
+    if ev.kms_key_id:
+        args["SSEKMSKeyId"] = ev.kms_key_id
+    if ev.expected_bucket_owner:
+        args["ExpectedBucketOwner"] = ev.expected_bucket_owner
+    return args
+
+
+def _owner(ev: LoadEvent) -> dict[str, Any]:
+    return {"ExpectedBucketOwner": ev.expected_bucket_owner} if ev.expected_bucket_owner else {}
+
+
+def _verify(clients: AwsClients, ev: LoadEvent, files: list[WrittenFile]) -> None:
+    """Read back what was written: every object exists with the written size, and its Parquet footer
+    holds the written row count (footers only, never the data)."""
+    for f in files:
+        head = clients.s3.head_object(Bucket=ev.bucket_dstn, Key=f.key, **_owner(ev))
+        size = int(head["ContentLength"])
+        if size != f.bytes:
+            raise LoadError("write", f"s3://{ev.bucket_dstn}/{f.key}: wrote {f.bytes} bytes, found {size}")
+        with S3SeekableReader(clients.s3, ev.bucket_dstn, f.key, size=size, extra=_owner(ev)) as raw:
+            meta = pq.read_metadata(raw)
+        if meta.num_rows != f.rows:
+            raise LoadError(
+                "write", f"s3://{ev.bucket_dstn}/{f.key}: wrote {f.rows} rows, its footer says {meta.num_rows}"
+            )
+
+
+def _list_keys(clients: AwsClients, bucket: str, prefix: str) -> Iterator[str]:
+    for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield obj["Key"]
+
+
+def _delete_keys(clients: AwsClients, bucket: str, keys: list[str]) -> int:
+    removed = 0
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start : start + 1000]
+        resp = clients.s3.delete_objects(
+            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+        )
+        errors = resp.get("Errors", [])
+        if errors:
+            first = errors[0]
+            raise LoadError(
+                "swap", f"could not delete s3://{bucket}/{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+            )
+        removed += len(chunk)
+    return removed
+
+
+def cleanup_day(clients: AwsClients, ev: LoadEvent, keep_prefix: str | None) -> int:
+    """Remove everything under the day's folder except ``keep_prefix``, and abort multipart uploads
+    left under it. Returns the number of objects removed."""
+    stale = [k for k in _list_keys(clients, ev.bucket_dstn, ev.day_prefix)
+             if keep_prefix is None or not k.startswith(keep_prefix)]
+    removed = _delete_keys(clients, ev.bucket_dstn, stale)
+    paginator = clients.s3.get_paginator("list_multipart_uploads")
+    for page in paginator.paginate(Bucket=ev.bucket_dstn, Prefix=ev.day_prefix):
+        for upload in page.get("Uploads", []):
+            if keep_prefix is not None and upload["Key"].startswith(keep_prefix):
+                continue
+            clients.s3.abort_multipart_upload(Bucket=ev.bucket_dstn, Key=upload["Key"], UploadId=upload["UploadId"])
+            log.info("aborted stale multipart upload of s3://%s/%s", ev.bucket_dstn, upload["Key"])
+    if removed:
+        log.info("removed %d old object(s) under s3://%s/%s", removed, ev.bucket_dstn, ev.day_prefix)
+    return removed
+
+
+def _discard(clients: AwsClients, ev: LoadEvent, prefix: str) -> None:
+    """Best-effort removal of a failed load's own folder (a kill leaves it to the next load)."""
+    try:
+        _delete_keys(clients, ev.bucket_dstn, list(_list_keys(clients, ev.bucket_dstn, prefix)))
+    except Exception as exc:  # the failure being reported matters more; next load cleans up
+        log.warning("could not remove s3://%s/%s after the failure: %s", ev.bucket_dstn, prefix, exc)
+
+
+def _peek(batches: Iterator[pa.RecordBatch]) -> tuple[pa.RecordBatch | None, Iterator[pa.RecordBatch]]:
+    first = next(batches, None)
+    if first is None:
+        return None, iter(())
+    return first, itertools.chain([first], batches)
+
+
+def run_load(
+    ev: LoadEvent,
+    clients: AwsClients,
+    *,
+    load_id: str | None = None,
+    tuning: Tuning | None = None,
+    source: SourceObject | None = None,
+) -> LoadResult:
+    """Run one load of ``ev.data_ref``. Raises :class:`LoadError` naming the stage on failure.
+
+    ``source`` skips the listing when the caller already picked the object (the Dagster asset does).
+    """
+    tune = tuning or Tuning()
+    started = time.monotonic()
+    load_id = load_id or new_load_id()
+    stage = _Stages()
+    try:
+        return _run(ev, clients, load_id, tune, source, started, stage)
+    except LoadError:
+        raise
+    except (ClientError, BotoCoreError) as exc:
+        raise LoadError(stage.current, f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        log.exception("unexpected failure in stage %s", stage.current)
+        raise LoadError(stage.current, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _run(
+    ev: LoadEvent,
+    clients: AwsClients,
+    load_id: str,
+    tune: Tuning,
+    source: SourceObject | None,
+    started: float,
+    stage: _Stages,
+) -> LoadResult:
+    transform = load_transform(ev.transform) if ev.transform else None
+
+    stage("catalog")
+    catalog.ensure_database(clients.glue, ev.database)
+    catalog.check_table(clients.glue, ev.database, ev.table, ev.partitions_cols)
+
+    stage("list")
+    src = source or find_latest(
+        clients.s3, ev.bucket_src, ev.source_prefix, ev.substr, expected_bucket_owner=ev.expected_bucket_owner
+    )
+
+    stage("read")
+    bytes_read = 0
+    next_log = 64 * 1024 * 1024
+
+    def on_read(n: int) -> None:
+        nonlocal bytes_read, next_log
+        bytes_read += n
+        if bytes_read >= next_log:
+            log.info("read %d MiB of %s", bytes_read >> 20, src.uri)
+            next_log += 64 * 1024 * 1024
+
+    batches: Iterator[pa.RecordBatch] = iter_batches(
+        lambda: open_source(clients.s3, src, ev, on_read=on_read), ev, src.uri, block_size=tune.block_size
+    )
+    declared = arrow_schema(ev.schema)
+    if transform is not None:
+        first, batches = _peek(apply_transform(batches, transform, src.uri, ev.extra_partitions))
+        if first is not None:
+            declared = first.schema
+    stored = pa.schema([f for f in declared if f.name not in ev.extra_partitions])
+    version_prefix = f"{ev.day_prefix}load-{load_id}/"
+    writer = DatasetWriter(
+        clients.s3,
+        ev.bucket_dstn,
+        version_prefix,
+        stored,
+        partition_cols=ev.extra_partitions,
+        row_group_rows=tune.row_group_rows,
+        row_group_bytes=tune.row_group_bytes,
+        part_size=tune.part_size,
+        max_in_flight=tune.max_in_flight,
+        extra=_extra_put_args(ev),
+    )
+    try:
+        try:
+            write_all(batches, writer, threaded=tune.threaded)
+        except (ClientError, BotoCoreError) as exc:
+            raise LoadError("write", f"upload under s3://{ev.bucket_dstn}/{version_prefix} failed: {exc}") from exc
+        log.info("read %d bytes, %d rows from %s", bytes_read, writer.rows, src.uri)
+        if writer.rows == 0 and not ev.allow_empty:
+            raise LoadError(
+                "read",
+                f"{src.uri} has no data rows; refusing to replace day {ev.data_ref} with an empty one "
+                '(set "allow_empty": true to load an empty day)',
+            )
+        stage("write")
+        files = writer.close(empty_file=True)
+        _verify(clients, ev, files)
+        rows = sum(f.rows for f in files)
+        log.info("wrote %d rows in %d file(s) under s3://%s/%s", rows, len(files), ev.bucket_dstn, version_prefix)
+
+        stage("catalog")
+        columns_types = {f.name: glue_type_of(f.type) for f in stored}
+        declared_types = {c.name: c.glue_type for c in ev.schema}
+        if transform is None:
+            columns_types = {name: declared_types[name] for name in columns_types}
+        partitions_types = {PARTITION_KEY: "string"}
+        for col in ev.extra_partitions:
+            field_ = declared.field(col)
+            partitions_types[col] = declared_types.get(col) if transform is None else glue_type_of(field_.type)  # type: ignore[assignment]
+        table_location = f"s3://{ev.bucket_dstn}/{ev.table_root}/"
+        catalog.upsert_table(clients.session, ev.database, ev.table, table_location, columns_types, partitions_types)
+        old = catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
+
+        stage("swap")
+        new: dict[tuple[str, ...], str] = {}
+        for f in files:
+            folder = f.key.rsplit("/", 1)[0] + "/"
+            new[(ev.data_ref, *f.values)] = f"s3://{ev.bucket_dstn}/{folder}"
+        catalog.flip_partitions(clients.session, clients.glue, ev.database, ev.table, new, old, columns_types)
+    except BaseException:
+        writer.abort()
+        _discard(clients, ev, version_prefix)
+        raise
+
+    removed = cleanup_day(clients, ev, version_prefix)
+    previous = sorted(set(old.values()))
+    result = LoadResult(
+        data_ref=ev.data_ref,
+        load_id=load_id,
+        source_key=src.key,
+        source_uri=src.uri,
+        etag=src.etag,
+        size=src.size,
+        last_modified=src.last_modified.isoformat(),
+        rows=rows,
+        bytes=sum(f.bytes for f in files),
+        files=len(files),
+        output_location=f"s3://{ev.bucket_dstn}/{ev.day_prefix}",
+        partition_location=f"s3://{ev.bucket_dstn}/{version_prefix}",
+        table=f"{ev.database}.{ev.table}",
+        previous_location=previous[0] if len(previous) == 1 else (", ".join(previous) or None),
+        bytes_read=bytes_read,
+        seconds=round(time.monotonic() - started, 3),
+        removed_objects=removed,
+        file_keys=[f.key for f in files],
+    )
+    log.info("loaded %s: %d rows from %s in %.2fs", result.table, result.rows, src.uri, result.seconds)
+    return result
+
+
+def error_response(exc: LoadError) -> dict[str, Any]:
+    return {"statusCode": 500, "body": f"Error: {exc.stage}: {exc.message}", "stage": exc.stage}
+
+
+def handle_event(
+    event: Mapping[str, Any],
+    clients: AwsClients | None = None,
+    *,
+    now: datetime | None = None,
+    tuning: Tuning | None = None,
+    make: Callable[[], AwsClients] = make_clients,
+) -> dict[str, Any]:
+    """Validate ``event``, run the load and return the Lambda-style response:
+    ``{"statusCode": 200, "body": "Success", "result": {...}}`` or
+    ``{"statusCode": 500, "body": "Error: <stage>: <message>"}``. Validation happens before any client
+    is made or any AWS call."""
+    try:
+        ev = parse_event(event, now=now)
+        result = run_load(ev, clients or make(), tuning=tuning)
+    except LoadError as exc:
+        log.error("load failed: %s", exc)
+        return error_response(exc)
+    return {"statusCode": 200, "body": "Success", "result": result.as_dict()}

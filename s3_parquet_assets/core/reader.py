@@ -1,0 +1,346 @@
+"""Streaming read of one source object (plain, gzip or zip CSV) into Arrow record batches.
+
+Memory is bounded by the CSV block size: the object is never read whole. Bad rows fail the load with
+the line number, found by a second, diagnostic pass over the object (only on the error path, so the
+fast path keeps pyarrow's threaded, typed CSV parser).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import logging
+import re
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .errors import LoadError
+from .event import Column, LoadEvent, validate_glue_name
+from .s3io import S3SeekableReader, S3StreamReader
+from .source import SourceObject
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mypy_boto3_s3 import S3Client
+
+__all__ = [
+    "arrow_schema",
+    "arrow_type",
+    "glue_type_of",
+    "iter_batches",
+    "load_transform",
+    "open_source",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
+_DECIMAL = re.compile(r"^decimal\((\d+),(\d+)\)$")
+_ROW = re.compile(r"Row #(\d+): (.*)", re.S)
+
+
+def arrow_type(glue_type: str | None) -> pa.DataType:
+    """The Arrow type a Glue type is read as (untyped columns are text)."""
+    t = (glue_type or "string").lower()
+    simple: dict[str, pa.DataType] = {
+        "string": pa.string(),
+        "varchar": pa.string(),
+        "bigint": pa.int64(),
+        "int": pa.int32(),
+        "integer": pa.int32(),
+        "smallint": pa.int16(),
+        "tinyint": pa.int8(),
+        "double": pa.float64(),
+        "float": pa.float32(),
+        "boolean": pa.bool_(),
+        "timestamp": pa.timestamp("us"),
+        "date": pa.date32(),
+    }
+    if t in simple:
+        return simple[t]
+    m = _DECIMAL.match(t)
+    if m:
+        return pa.decimal128(int(m.group(1)), int(m.group(2)))
+    raise ValueError(f"unsupported Glue type {glue_type!r}")
+
+
+def glue_type_of(dtype: pa.DataType) -> str:
+    """The Glue type for an Arrow type (for columns a transform derives)."""
+    if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        return "string"
+    if pa.types.is_boolean(dtype):
+        return "boolean"
+    ints = {8: "tinyint", 16: "smallint", 32: "int", 64: "bigint"}
+    if pa.types.is_integer(dtype):
+        return ints[dtype.bit_width] if pa.types.is_signed_integer(dtype) else "bigint"
+    if pa.types.is_float32(dtype):
+        return "float"
+    if pa.types.is_floating(dtype):
+        return "double"
+    if pa.types.is_timestamp(dtype):
+        return "timestamp"
+    if pa.types.is_date(dtype):
+        return "date"
+    if pa.types.is_decimal(dtype):
+        return f"decimal({dtype.precision},{dtype.scale})"
+    if pa.types.is_binary(dtype) or pa.types.is_large_binary(dtype):
+        return "binary"
+    raise ValueError(f"no Glue type for Arrow type {dtype}")
+
+
+def arrow_schema(columns: tuple[Column, ...]) -> pa.Schema:
+    return pa.schema([pa.field(c.name, arrow_type(c.type)) for c in columns])
+
+
+# ---------------------------------------------------------------------------------------------------
+# Opening the object
+# ---------------------------------------------------------------------------------------------------
+def _extra(ev: LoadEvent) -> dict[str, Any]:
+    return {"ExpectedBucketOwner": ev.expected_bucket_owner} if ev.expected_bucket_owner else {}
+
+
+def open_source(
+    s3: S3Client, src: SourceObject, ev: LoadEvent, *, on_read: Callable[[int], None] | None = None
+) -> IO[bytes]:
+    """Open the source object as a stream of CSV bytes, decompressing ``.gz`` and ``.zip`` on the fly.
+
+    A zip is read through ranged GETs: its central directory first, then the chosen member as one
+    stream (never the whole archive).
+    """
+    key = src.key.lower()
+    if key.endswith(".zip"):
+        raw = S3SeekableReader(
+            s3, src.bucket, src.key, etag=src.etag, size=src.size, extra=_extra(ev), on_read=on_read
+        )
+        try:
+            archive = zipfile.ZipFile(raw)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise LoadError("read", f"{src.uri} is not a readable zip archive: {exc}") from exc
+        members = [
+            i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+        ]
+        names = [m.filename for m in members]
+        if ev.zip_member is not None:
+            if ev.zip_member not in names:
+                raise LoadError(
+                    "read", f"{src.uri}: zip_member {ev.zip_member!r} is not in the archive (members: {names})"
+                )
+            member = ev.zip_member
+        elif not members:
+            raise LoadError("read", f"{src.uri}: the zip archive holds no file")
+        elif len(members) > 1:
+            raise LoadError(
+                "read", f"{src.uri}: the zip archive holds {len(names)} files {names}; set zip_member to pick one"
+            )
+        else:
+            member = names[0]
+        try:
+            return archive.open(member)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+            raise LoadError("read", f"{src.uri}: cannot open zip member {member!r}: {exc}") from exc
+    stream = S3StreamReader(s3, src.bucket, src.key, etag=src.etag, size=src.size, extra=_extra(ev), on_read=on_read)
+    if key.endswith((".gz", ".gzip")):
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    return stream
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------------
+def _options(
+    ev: LoadEvent, *, block_size: int, use_threads: bool, types: dict[str, pa.DataType]
+) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
+    read = pacsv.ReadOptions(
+        column_names=[c.name for c in ev.schema],
+        skip_rows=1 if ev.header else 0,
+        block_size=block_size,
+        use_threads=use_threads,
+        encoding=ev.encoding,
+    )
+    parse = pacsv.ParseOptions(delimiter=ev.delimiter, quote_char=ev.quotechar)
+    convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, check_utf8=True)
+    return read, parse, convert
+
+
+_DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile)
+
+
+def iter_batches(
+    open_stream: Callable[[], IO[bytes]],
+    ev: LoadEvent,
+    uri: str,
+    *,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    use_threads: bool = True,
+) -> Iterator[pa.RecordBatch]:
+    """Yield the object's rows as record batches typed by the declared schema.
+
+    ``open_stream`` opens the object afresh; it is called once for the read, and once more only if a
+    row is bad, to find its line number.
+
+    Raises
+    ------
+    LoadError
+        Stage ``read``, naming the object and the line.
+    """
+    types = {c.name: arrow_type(c.type) for c in ev.schema}
+    read, parse, convert = _options(ev, block_size=block_size, use_threads=use_threads, types=types)
+    rows = 0
+    stream = open_stream()
+    try:
+        try:
+            reader = pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
+        except pa.ArrowInvalid as exc:
+            if "Empty CSV file" in str(exc):
+                log.info("%s holds no rows", uri)
+                return
+            raise
+        for batch in reader:
+            rows += batch.num_rows
+            yield batch
+    except LoadError:
+        raise
+    except _DECOMPRESS_ERRORS as exc:
+        raise LoadError("read", f"{uri}: the compressed data is corrupt or truncated ({exc})") from exc
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        stream.close()
+        raise _locate(open_stream, ev, uri, exc) from exc
+    finally:
+        stream.close()
+
+
+def _line_of(ev: LoadEvent, data_row: int) -> int:
+    """1-based line number of a 0-based data row (a header row counts as line 1)."""
+    return data_row + 1 + (1 if ev.header else 0)
+
+
+def _first_bad(values: pa.Array, target: pa.DataType) -> int | None:
+    """Index of the first value of a text column that does not convert to ``target``."""
+
+    def ok(arr: pa.Array) -> bool:
+        try:
+            text = pc.cast(arr, pa.string())
+            if target != pa.string():
+                blank = pc.equal(text, "")
+                text = pc.if_else(blank, pa.scalar(None, pa.string()), text)
+                pc.cast(text, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return False
+        return True
+
+    if ok(values):
+        return None
+    lo, hi = 0, len(values)  # invariant: the first bad value lies in [lo, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(values.slice(lo, mid - lo)):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _locate(open_stream: Callable[[], IO[bytes]], ev: LoadEvent, uri: str, original: Exception) -> LoadError:
+    """Re-read the object as raw text, serially, to name the line and column of the bad value."""
+    log.info("%s: a row failed (%s); re-reading to find its line", uri, original)
+    raw = {c.name: pa.binary() for c in ev.schema}
+    read, parse, convert = _options(ev, block_size=DEFAULT_BLOCK_SIZE, use_threads=False, types=raw)
+    convert = pacsv.ConvertOptions(column_types=raw, strings_can_be_null=False, check_utf8=False)
+    rows = 0
+    stream = open_stream()
+    try:
+        for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+            for col in ev.schema:
+                target = arrow_type(col.type)
+                bad = _first_bad(batch.column(col.name), target)
+                if bad is not None:
+                    value = batch.column(col.name)[bad].as_py()
+                    shown = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
+                    if len(shown) > 80:
+                        shown = shown[:80] + "..."
+                    problem = (
+                        "is not valid UTF-8"
+                        if target == pa.string()
+                        else f"value {shown!r} does not fit type {col.glue_type}"
+                    )
+                    return LoadError(
+                        "read", f"{uri}: line {_line_of(ev, rows + bad)}: column {col.name!r}: {problem}"
+                    )
+            rows += batch.num_rows
+    except pa.ArrowInvalid as exc:
+        m = _ROW.search(str(exc))
+        if m:
+            detail = m.group(2).strip()
+            if len(detail) > 200:
+                detail = detail[:200] + "..."
+            return LoadError("read", f"{uri}: line {m.group(1)}: {detail}")
+        return LoadError("read", f"{uri}: after line {_line_of(ev, rows)}: {exc}")
+    except UnicodeDecodeError as exc:
+        return LoadError("read", f"{uri}: after line {_line_of(ev, rows)}: not valid {ev.encoding} text ({exc})")
+    except _DECOMPRESS_ERRORS as exc:
+        return LoadError("read", f"{uri}: the compressed data is corrupt or truncated ({exc})")
+    finally:
+        stream.close()
+    return LoadError("read", f"{uri}: {original}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Transform hook
+# ---------------------------------------------------------------------------------------------------
+TransformFn = Callable[["pd.DataFrame"], "pd.DataFrame"]
+
+
+def load_transform(path: str) -> TransformFn:
+    """Import a transform given as ``package.module:function`` (or ``package.module.function``)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise LoadError("validate", f"field 'transform': cannot import module {module_name!r}: {exc}") from exc
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise LoadError("validate", f"field 'transform': {module_name!r} has no function {attr!r}")
+    return fn  # type: ignore[no-any-return]
+
+
+def apply_transform(
+    batches: Iterator[pa.RecordBatch], fn: TransformFn, uri: str, required: tuple[str, ...]
+) -> Iterator[pa.RecordBatch]:
+    """Run ``fn`` on each batch as a pandas DataFrame; the first result fixes the output schema."""
+    import pandas as pd
+
+    schema: pa.Schema | None = None
+    for index, batch in enumerate(batches):
+        try:
+            out = fn(batch.to_pandas())
+        except Exception as exc:
+            raise LoadError("read", f"{uri}: transform failed on batch {index}: {exc!r}") from exc
+        if not isinstance(out, pd.DataFrame):
+            raise LoadError("read", f"transform returned {type(out).__name__}, not a pandas DataFrame")
+        if schema is None:
+            table = pa.Table.from_pandas(out, preserve_index=False)
+            for name in table.column_names:
+                validate_glue_name("transform output column", name)
+            missing = [c for c in required if c not in table.column_names]
+            if missing:
+                raise LoadError("read", f"transform output lacks partition column(s) {missing}")
+            for f in table.schema:
+                if pa.types.is_null(f.type):
+                    table = table.set_column(table.schema.get_field_index(f.name), f.name,
+                                             pa.nulls(len(table), pa.string()))
+            schema = table.schema.remove_metadata()
+            for f in schema:
+                glue_type_of(f.type)
+        try:
+            table = pa.Table.from_pandas(out, schema=schema, preserve_index=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
+            raise LoadError("read", f"{uri}: transform output of batch {index} does not match the first: {exc}") from exc
+        yield from table.to_batches()

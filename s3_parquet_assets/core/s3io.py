@@ -1,0 +1,321 @@
+"""File-like S3 objects: a resumable streaming reader, a seekable reader, and a multipart writer with
+backpressure.
+
+- :class:`S3StreamReader` reads one object front to back through a single streaming GET, pinned to
+  the ETag it was listed with (``IfMatch``) and resumed with a ranged GET if the connection drops.
+- :class:`S3SeekableReader` adds ``seek`` for formats that need it (zip's central directory,
+  Parquet footers); sequential reads still ride one streaming GET.
+- :class:`S3MultipartWriter` buffers writes into parts and uploads them on a small thread pool with
+  a bounded number of parts in flight, so memory stays flat however big the object is.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3MultipartWriter", "S3SeekableReader", "S3StreamReader"]
+
+log = logging.getLogger(__name__)
+
+_RESUMABLE = (Urllib3HTTPError, BotoCoreError, ConnectionError, TimeoutError)
+MIN_PART = 5 * 1024 * 1024
+
+
+class S3StreamReader(io.RawIOBase):
+    """Sequential reader over one S3 object (one streaming GET, resumed on connection errors)."""
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        key: str,
+        *,
+        etag: str | None = None,
+        size: int | None = None,
+        start: int = 0,
+        extra: Mapping[str, Any] | None = None,
+        max_resumes: int = 5,
+        on_read: Callable[[int], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self._etag = etag
+        self._extra = dict(extra or {})
+        self._pos = start
+        self._size = size
+        self._body: Any = None
+        self._body_pos = -1
+        self._resumes_left = max_resumes
+        self._on_read = on_read
+
+    # -- io protocol -------------------------------------------------------------------------
+    def readable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            head = self._s3.head_object(Bucket=self.bucket, Key=self.key, **self._extra)
+            self._size = int(head["ContentLength"])
+        return self._size
+
+    def _open(self) -> None:
+        self._close_body()
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, **self._extra}
+        if self._etag:
+            kwargs["IfMatch"] = f'"{self._etag}"'
+        if self._pos:
+            kwargs["Range"] = f"bytes={self._pos}-"
+        resp = self._s3.get_object(**kwargs)
+        if self._size is None and not self._pos:
+            self._size = int(resp["ContentLength"])
+        self._body = resp["Body"]
+        self._body_pos = self._pos
+
+    def _close_body(self) -> None:
+        if self._body is not None:
+            try:
+                self._body.close()
+            except Exception:  # noqa: S110 - closing a dropped connection may fail; nothing to do
+                pass
+        self._body = None
+        self._body_pos = -1
+
+    def read(self, size: int = -1) -> bytes:
+        if self._size is not None and self._pos >= self._size:
+            return b""
+        while True:
+            try:
+                if self._body is None or self._body_pos != self._pos:
+                    self._open()
+                data: bytes = self._body.read(None if size is None or size < 0 else size)
+                break
+            except _RESUMABLE as exc:
+                if self._resumes_left <= 0:
+                    raise
+                self._resumes_left -= 1
+                log.warning("s3://%s/%s: read dropped at byte %d (%s); resuming", self.bucket, self.key,
+                            self._pos, exc)
+                self._close_body()
+        self._pos += len(data)
+        self._body_pos = self._pos
+        if self._on_read is not None and data:
+            self._on_read(len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._close_body()
+        super().close()
+
+
+class S3SeekableReader(S3StreamReader):
+    """:class:`S3StreamReader` that can seek: a seek elsewhere drops the stream, the next read opens a
+    ranged GET from there. Used for zip archives and Parquet footers."""
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._pos + offset
+        elif whence == io.SEEK_END:
+            target = self.size + offset
+        else:  # pragma: no cover - io contract
+            raise ValueError(f"bad whence {whence}")
+        if target < 0:
+            raise OSError(f"negative seek position {target}")
+        self._pos = target
+        return target
+
+    def read(self, size: int = -1) -> bytes:
+        # Small reads away from the stream (zip directory, footers) use a bounded range so they do not
+        # open a GET to the end of a large object.
+        if size is not None and 0 <= size <= 1 << 20 and (self._body is None or self._body_pos != self._pos):
+            end = min(self._pos + size, self.size) - 1
+            if end < self._pos:
+                return b""
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key, **self._extra}
+            if self._etag:
+                kwargs["IfMatch"] = f'"{self._etag}"'
+            kwargs["Range"] = f"bytes={self._pos}-{end}"
+            data: bytes = self._s3.get_object(**kwargs)["Body"].read()
+            self._pos += len(data)
+            if self._on_read is not None and data:
+                self._on_read(len(data))
+            return data
+        return super().read(size)
+
+
+class S3MultipartWriter(io.RawIOBase):
+    """Write-only file object that uploads to S3.
+
+    Writes are buffered into parts of ``part_size`` bytes; each full part is uploaded on a thread pool
+    while the caller keeps writing, with at most ``max_in_flight`` parts held in memory (writes block
+    when the limit is reached: backpressure). Objects smaller than one part go up in one PUT.
+    Call :meth:`complete` to finish (returns the object's ETag) or :meth:`abort` to drop it; an
+    aborted or failed upload leaves no multipart upload behind.
+    """
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        key: str,
+        *,
+        part_size: int = 16 * 1024 * 1024,
+        max_in_flight: int = 4,
+        extra: Mapping[str, Any] | None = None,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> None:
+        super().__init__()
+        self._s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self._part_size = max(part_size, MIN_PART)
+        self._extra = dict(extra or {})
+        self._buf = bytearray()
+        self._written = 0
+        self._upload_id: str | None = None
+        self._parts: list[Future[dict[str, Any]]] = []
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._own_pool = pool is None
+        self._pool = pool or ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
+        self._error: BaseException | None = None
+        self._done = False
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._written
+
+    def write(self, data: Any) -> int:
+        if self._done:
+            raise ValueError(f"{self.uri}: write after complete/abort")
+        self._raise_part_error()
+        view = memoryview(data).cast("B")
+        self._buf += view
+        self._written += len(view)
+        while len(self._buf) >= self._part_size:
+            chunk = bytes(self._buf[: self._part_size])
+            del self._buf[: self._part_size]
+            self._submit(chunk)
+        return len(view)
+
+    def flush(self) -> None:
+        self._raise_part_error()
+
+    def close(self) -> None:
+        # pyarrow may close its sink; finishing is explicit (complete/abort), so closing only marks it.
+        super().close()
+
+    def _raise_part_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+        for fut in self._parts:
+            if fut.done() and fut.exception() is not None:
+                self._error = fut.exception()
+                raise self._error  # type: ignore[misc]
+
+    def _submit(self, chunk: bytes) -> None:
+        if self._upload_id is None:
+            resp = self._s3.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
+            self._upload_id = resp["UploadId"]
+        number = len(self._parts) + 1
+        self._slots.acquire()  # backpressure: wait for a free slot before holding another part
+        try:
+            fut = self._pool.submit(self._upload_part, number, chunk)
+        except BaseException:
+            self._slots.release()
+            raise
+        fut.add_done_callback(lambda _f: self._slots.release())
+        self._parts.append(fut)
+
+    def _upload_part(self, number: int, chunk: bytes) -> dict[str, Any]:
+        assert self._upload_id is not None
+        extra = {k: v for k, v in self._extra.items() if k in ("SSECustomerKey", "ExpectedBucketOwner")}
+        resp = self._s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=chunk, **extra
+        )
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def complete(self) -> str:
+        """Upload what is left, finish the object and return its ETag (without quotes)."""
+        if self._done:
+            raise ValueError(f"{self.uri}: already finished")
+        try:
+            if self._upload_id is None:
+                resp: Any = self._s3.put_object(
+                    Bucket=self.bucket, Key=self.key, Body=bytes(self._buf), **self._extra
+                )
+            else:
+                if self._buf:
+                    self._submit(bytes(self._buf))
+                self._buf = bytearray()
+                parts = [f.result() for f in self._parts]
+                owner = {k: v for k, v in self._extra.items() if k == "ExpectedBucketOwner"}
+                resp = self._s3.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": parts},
+                    **owner,
+                )
+        except BaseException:
+            self.abort()
+            raise
+        self._finish()
+        return str(resp.get("ETag", "")).strip('"')
+
+    def abort(self) -> None:
+        """Drop the upload: wait for parts in flight, then abort the multipart upload (if any)."""
+        if self._done:
+            return
+        for fut in self._parts:
+            fut.cancel()
+        for fut in self._parts:
+            try:
+                fut.exception()
+            except Exception:  # noqa: S110 - cancelled futures; the abort below is what matters
+                pass
+        if self._upload_id is not None:
+            try:
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+            except ClientError as exc:  # the next load's cleanup aborts leftovers under the day
+                log.warning("could not abort multipart upload of %s: %s", self.uri, exc)
+        self._finish()
+
+    def _finish(self) -> None:
+        self._done = True
+        self._buf = bytearray()
+        self._parts = []
+        if self._own_pool:
+            self._pool.shutdown(wait=False)

@@ -1,0 +1,286 @@
+"""Parquet writing: record batches -> snappy Parquet objects on S3, one per partition, streamed.
+
+Batches are gathered into row groups of a useful size (not one per CSV block), encoded on a writer
+thread while the next blocks parse, and uploaded as multipart parts with a bounded number in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import LoadError
+from .s3io import S3MultipartWriter
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["DatasetWriter", "WrittenFile", "hive_escape", "write_all"]
+
+log = logging.getLogger(__name__)
+
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+_HIVE_UNSAFE = set('"#%\'*/:=?\\\x7f{[]^')
+
+
+def hive_escape(value: str) -> str:
+    """Escape a partition value for a ``col=value`` path segment the way Hive does."""
+    return "".join(f"%{ord(ch):02X}" if ch in _HIVE_UNSAFE or ord(ch) < 0x20 else ch for ch in value)
+
+
+def partition_text(value: Any) -> str:
+    """A partition value as the text Glue stores (and the path shows, escaped)."""
+    if value is None:
+        return HIVE_NULL
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+@dataclass
+class WrittenFile:
+    """One Parquet object a load wrote."""
+
+    key: str
+    values: tuple[str, ...]
+    rows: int
+    bytes: int
+    etag: str = ""
+
+
+@dataclass
+class _Open:
+    sink: S3MultipartWriter
+    writer: pq.ParquetWriter
+    key: str
+    values: tuple[str, ...]
+    pending: list[pa.RecordBatch] = field(default_factory=list)
+    pending_rows: int = 0
+    pending_bytes: int = 0
+    rows: int = 0
+
+
+class DatasetWriter:
+    """Writes batches under ``prefix`` as Parquet, split by the extra partition columns (hive style).
+
+    Parameters
+    ----------
+    s3
+        The S3 client.
+    bucket, prefix
+        Where to write; ``prefix`` ends with ``/``. Files go to ``prefix[col=value/...]part-00000.parquet``.
+    schema
+        The Arrow schema of the stored (non-partition) columns.
+    partition_cols
+        Columns taken out of the data into the path, in order.
+    row_group_rows, row_group_bytes
+        A row group is written when either is reached.
+    part_size, max_in_flight
+        Multipart part size and the most parts held in memory at once per object.
+    extra
+        Extra arguments for PutObject/CreateMultipartUpload (encryption, bucket owner).
+    max_partitions
+        The most partition folders one day may fan out to (bounds memory).
+    """
+
+    def __init__(
+        self,
+        s3: S3Client,
+        bucket: str,
+        prefix: str,
+        schema: pa.Schema,
+        *,
+        partition_cols: tuple[str, ...] = (),
+        row_group_rows: int = 1_000_000,
+        row_group_bytes: int = 96 * 1024 * 1024,
+        part_size: int = 16 * 1024 * 1024,
+        max_in_flight: int = 4,
+        extra: Mapping[str, Any] | None = None,
+        max_partitions: int = 200,
+    ) -> None:
+        self._s3 = s3
+        self.bucket = bucket
+        self.prefix = prefix
+        self._schema = schema
+        self._partition_cols = partition_cols
+        self._row_group_rows = row_group_rows
+        self._row_group_bytes = row_group_bytes
+        self._part_size = part_size if not partition_cols else min(part_size, 8 * 1024 * 1024)
+        self._max_in_flight = max_in_flight
+        self._extra = dict(extra or {})
+        self._max_partitions = max_partitions
+        self._open: dict[tuple[str, ...], _Open] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
+        self.files: list[WrittenFile] = []
+        self.rows = 0
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        if not self._partition_cols:
+            self._add((), batch)
+            return
+        table = pa.Table.from_batches([batch])
+        combos = table.group_by(list(self._partition_cols), use_threads=False).aggregate([])
+        for combo in combos.to_pylist():
+            mask = None
+            for col in self._partition_cols:
+                value = combo[col]
+                column = table.column(col)
+                cond = (
+                    pc.is_null(column)
+                    if value is None
+                    else pc.fill_null(pc.equal(column, pa.scalar(value, column.type)), False)
+                )
+                mask = cond if mask is None else pc.and_(mask, cond)
+            part = table.filter(mask).drop_columns(list(self._partition_cols))
+            values = tuple(partition_text(combo[c]) for c in self._partition_cols)
+            for piece in part.combine_chunks().to_batches():
+                self._add(values, piece)
+
+    def _add(self, values: tuple[str, ...], batch: pa.RecordBatch) -> None:
+        target = self._open.get(values) or self._start(values)
+        if batch.schema != self._schema:
+            batch = batch.cast(self._schema)
+        target.pending.append(batch)
+        target.pending_rows += batch.num_rows
+        target.pending_bytes += batch.nbytes
+        self.rows += batch.num_rows
+        if target.pending_rows >= self._row_group_rows or target.pending_bytes >= self._row_group_bytes:
+            self._flush(target)
+        elif len(self._open) > 1:
+            total = sum(o.pending_bytes for o in self._open.values())
+            if total >= self._row_group_bytes:
+                self._flush(max(self._open.values(), key=lambda o: o.pending_bytes))
+
+    def _start(self, values: tuple[str, ...]) -> _Open:
+        if len(self._open) >= self._max_partitions:
+            raise LoadError(
+                "write",
+                f"the day fans out to more than {self._max_partitions} partitions of {list(self._partition_cols)}",
+            )
+        folder = "".join(f"{c}={hive_escape(v)}/" for c, v in zip(self._partition_cols, values, strict=True))
+        key = f"{self.prefix}{folder}part-00000.snappy.parquet"
+        sink = S3MultipartWriter(
+            self._s3,
+            self.bucket,
+            key,
+            part_size=self._part_size,
+            max_in_flight=self._max_in_flight,
+            extra={"ContentType": "application/vnd.apache.parquet", **self._extra},
+            pool=self._pool,
+        )
+        writer = pq.ParquetWriter(
+            sink,
+            self._schema,
+            compression="snappy",
+            write_statistics=True,
+            use_dictionary=True,
+            data_page_size=1024 * 1024,
+        )
+        opened = _Open(sink=sink, writer=writer, key=key, values=values)
+        self._open[values] = opened
+        return opened
+
+    def _flush(self, target: _Open) -> None:
+        if not target.pending:
+            return
+        table = pa.Table.from_batches(target.pending, schema=self._schema)
+        target.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        target.rows += table.num_rows
+        target.pending, target.pending_rows, target.pending_bytes = [], 0, 0
+
+    # -- finishing -------------------------------------------------------------------------------
+    def close(self, *, empty_file: bool = False) -> list[WrittenFile]:
+        """Flush and complete every object. With no rows at all and ``empty_file``, writes one empty
+        Parquet file (so an allowed empty day still has a readable partition)."""
+        try:
+            if not self._open and empty_file and not self._partition_cols:
+                self._start(())
+            for target in self._open.values():
+                self._flush(target)
+                target.writer.close()
+                etag = target.sink.complete()
+                self.files.append(
+                    WrittenFile(key=target.key, values=target.values, rows=target.rows, bytes=target.sink.tell(),
+                                etag=etag)
+                )
+                log.info("wrote s3://%s/%s (%d rows, %d bytes)", self.bucket, target.key, target.rows,
+                         target.sink.tell())
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self._pool.shutdown(wait=True)
+        return self.files
+
+    def abort(self) -> None:
+        """Drop every unfinished object (aborting its multipart upload)."""
+        for target in self._open.values():
+            target.sink.abort()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+_DONE = object()
+
+
+def write_all(batches: Iterable[pa.RecordBatch], writer: DatasetWriter, *, threaded: bool = True,
+              depth: int = 2) -> None:
+    """Feed every batch to ``writer``; with ``threaded``, encode on a second thread so parsing the next
+    CSV blocks overlaps encoding and upload. At most ``depth`` batches wait between the two."""
+    if not threaded:
+        for batch in batches:
+            writer.write(batch)
+        return
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        try:
+            while True:
+                item = q.get()
+                if item is _DONE:
+                    return
+                if not failure:
+                    writer.write(item)
+        except BaseException as exc:
+            failure.append(exc)
+            stop.set()
+            while q.get() is not _DONE:  # drain so the producer never blocks forever
+                pass
+
+    worker = threading.Thread(target=consume, name="parquet-writer", daemon=True)
+    worker.start()
+    try:
+        for batch in batches:
+            while True:
+                if stop.is_set():
+                    break
+                try:
+                    q.put(batch, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+            if stop.is_set():
+                break
+    finally:
+        q.put(_DONE)
+        worker.join()
+    if failure:
+        raise failure[0]
