@@ -25,7 +25,10 @@ def _load(args: argparse.Namespace) -> int:
     try:
         event = _read_event(args.event)
     except (OSError, json.JSONDecodeError) as exc:
-        response: dict[str, Any] = {"statusCode": 500, "body": f"Error: validate: cannot read the event: {exc}"}
+        response: dict[str, Any] = {
+            "statusCode": 500,
+            "body": f"Error: validate: cannot read the event: {exc}",
+        }
     else:
         response = handle_event(event)
     print(json.dumps(response, default=str))
@@ -33,9 +36,9 @@ def _load(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo  # type: ignore[import-not-found]
 
-    return run_demo(days=args.days)
+    return int(run_demo(days=args.days))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -38,7 +38,7 @@ def start_moto(port: int, log_path: Path) -> subprocess.Popen[bytes]:
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1).read()  # noqa: S310 - loopback only
+            urllib.request.urlopen(url, timeout=1).read()
             return proc
         except OSError:
             if proc.poll() is not None:
@@ -73,7 +73,7 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def aws(moto_endpoint: str) -> str:
     """A clean emulator for each test."""
     req = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(req, timeout=10).read()  # noqa: S310 - loopback only
+    urllib.request.urlopen(req, timeout=10).read()
     return moto_endpoint
 
 

@@ -8,7 +8,7 @@ Public API::
 from .aws import AwsClients, make_clients, retry_config
 from .errors import LoadError, Stage
 from .event import Column, LoadEvent, parse_event, yesterday
-from .pipeline import LoadResult, Tuning, error_response, handle_event, new_load_id, run_load
+from .pipeline import LoadResult, Tuning, error_response, handle_event, loaded_etag, new_load_id, run_load
 from .source import SourceObject, find_latest
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "error_response",
     "find_latest",
     "handle_event",
+    "loaded_etag",
     "make_clients",
     "new_load_id",
     "parse_event",

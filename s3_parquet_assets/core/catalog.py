@@ -19,6 +19,7 @@ __all__ = [
     "day_partitions",
     "ensure_database",
     "flip_partitions",
+    "partition_state",
     "upsert_table",
 ]
 
@@ -56,7 +57,8 @@ def check_table(glue: GlueClient, database: str, table: str, partition_cols: tup
     if keys is not None and keys != list(partition_cols):
         raise LoadError(
             "catalog",
-            f"Glue table {database}.{table} is partitioned by {keys}, but this load uses {list(partition_cols)}",
+            f"Glue table {database}.{table} is partitioned by {keys}, "
+            f"but this load uses {list(partition_cols)}",
         )
 
 
@@ -103,8 +105,23 @@ def day_partitions(glue: GlueClient, database: str, table: str, data_ref: str) -
     except ClientError as exc:
         if _code(exc) == "EntityNotFoundException":
             return {}
-        raise LoadError("catalog", f"cannot read partitions of {database}.{table}: {_code(exc) or exc}") from exc
+        raise LoadError(
+            "catalog", f"cannot read partitions of {database}.{table}: {_code(exc) or exc}"
+        ) from exc
     return out
+
+
+def partition_state(
+    glue: GlueClient, database: str, table: str, values: list[str]
+) -> tuple[str, dict[str, str]] | None:
+    """A registered partition's location and parameters, or ``None`` if it (or the table) is absent."""
+    try:
+        part = glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=values)["Partition"]
+    except ClientError as exc:
+        if _code(exc) == "EntityNotFoundException":
+            return None
+        raise LoadError("catalog", f"cannot read partition {values} of {database}.{table}: {exc}") from exc
+    return part.get("StorageDescriptor", {}).get("Location", ""), dict(part.get("Parameters", {}))
 
 
 def flip_partitions(
@@ -115,21 +132,27 @@ def flip_partitions(
     new: Mapping[tuple[str, ...], str],
     old: Mapping[tuple[str, ...], str],
     columns_types: Mapping[str, str],
+    parameters: Mapping[tuple[str, ...], Mapping[str, str]] | None = None,
 ) -> None:
     """Point the day's partitions at the new locations.
 
     A partition that exists is moved with one UpdatePartition (atomic for readers); a new one is added
-    with awswrangler; one the new load no longer has is removed.
+    with awswrangler; one the new load no longer has is removed. ``parameters`` (per partition) are
+    stored on the partition: the loader records the source object and load id there.
     """
     import awswrangler as wr
 
     try:
         for values, location in new.items():
+            params = dict((parameters or {}).get(values, {}))
             if values in old:
-                current = glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=list(values))
+                current = glue.get_partition(
+                    DatabaseName=database, TableName=table, PartitionValues=list(values)
+                )
                 part = current["Partition"]
                 sd: dict[str, Any] = dict(part["StorageDescriptor"])
                 sd["Location"] = location
+                sd["Columns"] = [{"Name": n, "Type": t} for n, t in columns_types.items()]  # type: ignore[typeddict-item]
                 glue.update_partition(
                     DatabaseName=database,
                     TableName=table,
@@ -137,7 +160,7 @@ def flip_partitions(
                     PartitionInput={
                         "Values": list(values),
                         "StorageDescriptor": sd,  # type: ignore[typeddict-item]
-                        "Parameters": part.get("Parameters", {}),
+                        "Parameters": {**part.get("Parameters", {}), **params},
                     },
                 )
             else:
@@ -147,6 +170,7 @@ def flip_partitions(
                     partitions_values={location: list(values)},
                     compression="snappy",
                     columns_types=dict(columns_types),
+                    partitions_parameters=params or None,
                     boto3_session=session,
                 )
             log.info("partition %s of %s.%s -> %s", "/".join(values), database, table, location)

@@ -304,7 +304,9 @@ def _schema(value: Any) -> tuple[Column, ...]:
             name = item.get("name")
             if not isinstance(name, str):
                 raise _fail(f"schema[{i}].name", "is required and must be a string")
-            columns.append(Column(validate_glue_name(f"schema[{i}].name", name), _glue_type(i, item.get("type"))))
+            columns.append(
+                Column(validate_glue_name(f"schema[{i}].name", name), _glue_type(i, item.get("type")))
+            )
         else:
             raise _fail(f"schema[{i}]", f"must be a column name or a {{name, type}} object, got {item!r}")
     seen: set[str] = set()
@@ -323,7 +325,9 @@ def _partitions(value: Any, schema: tuple[Column, ...]) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise _fail("partitions_cols", "must be a non-empty list of column names")
     if value[0] != PARTITION_KEY:
-        raise _fail("partitions_cols", f"must start with {PARTITION_KEY!r} (the day is the unit of replacement)")
+        raise _fail(
+            "partitions_cols", f"must start with {PARTITION_KEY!r} (the day is the unit of replacement)"
+        )
     if len(set(value)) != len(value):
         raise _fail("partitions_cols", f"{value!r} repeats a column")
     names = {c.name for c in schema}
@@ -381,7 +385,9 @@ def parse_event(event: Mapping[str, Any], *, now: datetime | None = None) -> Loa
     zip_member = _str(event, "zip_member") or None
     transform = _str(event, "transform") or None
     if transform is not None and not _DOTTED.match(transform):
-        raise _fail("transform", f"{transform!r} must be a dotted path to a function, e.g. 'my_pkg.hooks:clean'")
+        raise _fail(
+            "transform", f"{transform!r} must be a dotted path to a function, e.g. 'my_pkg.hooks:clean'"
+        )
     sse = _str(event, "sse", default="AES256")
     if sse not in ("AES256", "aws:kms"):
         raise _fail("sse", f"{sse!r} must be 'AES256' (SSE-S3) or 'aws:kms' (SSE-KMS)")

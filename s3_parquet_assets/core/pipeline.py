@@ -37,7 +37,25 @@ from .s3io import S3SeekableReader
 from .source import SourceObject, find_latest
 from .writer import DatasetWriter, WrittenFile, write_all
 
-__all__ = ["LoadResult", "Tuning", "error_response", "handle_event", "new_load_id", "run_load"]
+# Glue partition parameters the loader records (who loaded the day, from what).
+PARAM_SOURCE_KEY = "s3pa.source"
+PARAM_SOURCE_ETAG = "s3pa.source_etag"
+PARAM_LOAD_ID = "s3pa.load_id"
+PARAM_ROWS = "s3pa.rows"
+
+__all__ = [
+    "PARAM_LOAD_ID",
+    "PARAM_ROWS",
+    "PARAM_SOURCE_ETAG",
+    "PARAM_SOURCE_KEY",
+    "LoadResult",
+    "Tuning",
+    "error_response",
+    "handle_event",
+    "loaded_etag",
+    "new_load_id",
+    "run_load",
+]
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +141,8 @@ def _verify(clients: AwsClients, ev: LoadEvent, files: list[WrittenFile]) -> Non
             meta = pq.read_metadata(raw)
         if meta.num_rows != f.rows:
             raise LoadError(
-                "write", f"s3://{ev.bucket_dstn}/{f.key}: wrote {f.rows} rows, its footer says {meta.num_rows}"
+                "write",
+                f"s3://{ev.bucket_dstn}/{f.key}: wrote {f.rows} rows, its footer says {meta.num_rows}",
             )
 
 
@@ -144,7 +163,9 @@ def _delete_keys(clients: AwsClients, bucket: str, keys: list[str]) -> int:
         if errors:
             first = errors[0]
             raise LoadError(
-                "swap", f"could not delete s3://{bucket}/{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                "swap",
+                f"could not delete s3://{bucket}/{first.get('Key')}: "
+                f"{first.get('Code')} {first.get('Message')}",
             )
         removed += len(chunk)
     return removed
@@ -153,15 +174,20 @@ def _delete_keys(clients: AwsClients, bucket: str, keys: list[str]) -> int:
 def cleanup_day(clients: AwsClients, ev: LoadEvent, keep_prefix: str | None) -> int:
     """Remove everything under the day's folder except ``keep_prefix``, and abort multipart uploads
     left under it. Returns the number of objects removed."""
-    stale = [k for k in _list_keys(clients, ev.bucket_dstn, ev.day_prefix)
-             if keep_prefix is None or not k.startswith(keep_prefix)]
+    stale = [
+        k
+        for k in _list_keys(clients, ev.bucket_dstn, ev.day_prefix)
+        if keep_prefix is None or not k.startswith(keep_prefix)
+    ]
     removed = _delete_keys(clients, ev.bucket_dstn, stale)
     paginator = clients.s3.get_paginator("list_multipart_uploads")
     for page in paginator.paginate(Bucket=ev.bucket_dstn, Prefix=ev.day_prefix):
         for upload in page.get("Uploads", []):
             if keep_prefix is not None and upload["Key"].startswith(keep_prefix):
                 continue
-            clients.s3.abort_multipart_upload(Bucket=ev.bucket_dstn, Key=upload["Key"], UploadId=upload["UploadId"])
+            clients.s3.abort_multipart_upload(
+                Bucket=ev.bucket_dstn, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
             log.info("aborted stale multipart upload of s3://%s/%s", ev.bucket_dstn, upload["Key"])
     if removed:
         log.info("removed %d old object(s) under s3://%s/%s", removed, ev.bucket_dstn, ev.day_prefix)
@@ -267,7 +293,9 @@ def _run(
         try:
             write_all(batches, writer, threaded=tune.threaded)
         except (ClientError, BotoCoreError) as exc:
-            raise LoadError("write", f"upload under s3://{ev.bucket_dstn}/{version_prefix} failed: {exc}") from exc
+            raise LoadError(
+                "write", f"upload under s3://{ev.bucket_dstn}/{version_prefix} failed: {exc}"
+            ) from exc
         log.info("read %d bytes, %d rows from %s", bytes_read, writer.rows, src.uri)
         if writer.rows == 0 and not ev.allow_empty:
             raise LoadError(
@@ -279,7 +307,9 @@ def _run(
         files = writer.close(empty_file=True)
         _verify(clients, ev, files)
         rows = sum(f.rows for f in files)
-        log.info("wrote %d rows in %d file(s) under s3://%s/%s", rows, len(files), ev.bucket_dstn, version_prefix)
+        log.info(
+            "wrote %d rows in %d file(s) under s3://%s/%s", rows, len(files), ev.bucket_dstn, version_prefix
+        )
 
         stage("catalog")
         columns_types = {f.name: glue_type_of(f.type) for f in stored}
@@ -288,18 +318,31 @@ def _run(
             columns_types = {name: declared_types[name] for name in columns_types}
         partitions_types = {PARTITION_KEY: "string"}
         for col in ev.extra_partitions:
-            field_ = declared.field(col)
-            partitions_types[col] = declared_types.get(col) if transform is None else glue_type_of(field_.type)  # type: ignore[assignment]
+            partitions_types[col] = (
+                declared_types[col] if transform is None else glue_type_of(declared.field(col).type)
+            )
         table_location = f"s3://{ev.bucket_dstn}/{ev.table_root}/"
-        catalog.upsert_table(clients.session, ev.database, ev.table, table_location, columns_types, partitions_types)
+        catalog.upsert_table(
+            clients.session, ev.database, ev.table, table_location, columns_types, partitions_types
+        )
         old = catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
 
         stage("swap")
         new: dict[tuple[str, ...], str] = {}
+        params: dict[tuple[str, ...], dict[str, str]] = {}
         for f in files:
             folder = f.key.rsplit("/", 1)[0] + "/"
-            new[(ev.data_ref, *f.values)] = f"s3://{ev.bucket_dstn}/{folder}"
-        catalog.flip_partitions(clients.session, clients.glue, ev.database, ev.table, new, old, columns_types)
+            values = (ev.data_ref, *f.values)
+            new[values] = f"s3://{ev.bucket_dstn}/{folder}"
+            params[values] = {
+                PARAM_SOURCE_KEY: src.uri,
+                PARAM_SOURCE_ETAG: src.etag,
+                PARAM_LOAD_ID: load_id,
+                PARAM_ROWS: str(f.rows),
+            }
+        catalog.flip_partitions(
+            clients.session, clients.glue, ev.database, ev.table, new, old, columns_types, params
+        )
     except BaseException:
         writer.abort()
         _discard(clients, ev, version_prefix)
@@ -329,6 +372,14 @@ def _run(
     )
     log.info("loaded %s: %d rows from %s in %.2fs", result.table, result.rows, src.uri, result.seconds)
     return result
+
+
+def loaded_etag(clients: AwsClients, ev: LoadEvent) -> str | None:
+    """The source ETag the day's registered partition was loaded from (``None``: never loaded)."""
+    state = catalog.partition_state(clients.glue, ev.database, ev.table, [ev.data_ref])
+    if state is None:
+        return None
+    return state[1].get(PARAM_SOURCE_ETAG)
 
 
 def error_response(exc: LoadError) -> dict[str, Any]:

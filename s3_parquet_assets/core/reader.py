@@ -8,13 +8,14 @@ fast path keeps pyarrow's threaded, typed CSV parser).
 from __future__ import annotations
 
 import gzip
+import io
 import importlib
 import logging
 import re
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -107,7 +108,7 @@ def _extra(ev: LoadEvent) -> dict[str, Any]:
 
 def open_source(
     s3: S3Client, src: SourceObject, ev: LoadEvent, *, on_read: Callable[[int], None] | None = None
-) -> IO[bytes]:
+) -> io.IOBase:
     """Open the source object as a stream of CSV bytes, decompressing ``.gz`` and ``.zip`` on the fly.
 
     A zip is read through ranged GETs: its central directory first, then the chosen member as one
@@ -122,21 +123,21 @@ def open_source(
             archive = zipfile.ZipFile(raw)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise LoadError("read", f"{src.uri} is not a readable zip archive: {exc}") from exc
-        members = [
-            i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")
-        ]
+        members = [i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
         names = [m.filename for m in members]
         if ev.zip_member is not None:
             if ev.zip_member not in names:
                 raise LoadError(
-                    "read", f"{src.uri}: zip_member {ev.zip_member!r} is not in the archive (members: {names})"
+                    "read",
+                    f"{src.uri}: zip_member {ev.zip_member!r} is not in the archive (members: {names})",
                 )
             member = ev.zip_member
         elif not members:
             raise LoadError("read", f"{src.uri}: the zip archive holds no file")
         elif len(members) > 1:
             raise LoadError(
-                "read", f"{src.uri}: the zip archive holds {len(names)} files {names}; set zip_member to pick one"
+                "read",
+                f"{src.uri}: the zip archive holds {len(names)} files {names}; set zip_member to pick one",
             )
         else:
             member = names[0]
@@ -144,7 +145,9 @@ def open_source(
             return archive.open(member)
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
             raise LoadError("read", f"{src.uri}: cannot open zip member {member!r}: {exc}") from exc
-    stream = S3StreamReader(s3, src.bucket, src.key, etag=src.etag, size=src.size, extra=_extra(ev), on_read=on_read)
+    stream = S3StreamReader(
+        s3, src.bucket, src.key, etag=src.etag, size=src.size, extra=_extra(ev), on_read=on_read
+    )
     if key.endswith((".gz", ".gzip")):
         return gzip.GzipFile(fileobj=stream, mode="rb")
     return stream
@@ -172,7 +175,7 @@ _DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile
 
 
 def iter_batches(
-    open_stream: Callable[[], IO[bytes]],
+    open_stream: Callable[[], io.IOBase],
     ev: LoadEvent,
     uri: str,
     *,
@@ -246,7 +249,7 @@ def _first_bad(values: pa.Array, target: pa.DataType) -> int | None:
     return lo
 
 
-def _locate(open_stream: Callable[[], IO[bytes]], ev: LoadEvent, uri: str, original: Exception) -> LoadError:
+def _locate(open_stream: Callable[[], io.IOBase], ev: LoadEvent, uri: str, original: Exception) -> LoadError:
     """Re-read the object as raw text, serially, to name the line and column of the bad value."""
     log.info("%s: a row failed (%s); re-reading to find its line", uri, original)
     raw = {c.name: pa.binary() for c in ev.schema}
@@ -282,7 +285,9 @@ def _locate(open_stream: Callable[[], IO[bytes]], ev: LoadEvent, uri: str, origi
             return LoadError("read", f"{uri}: line {m.group(1)}: {detail}")
         return LoadError("read", f"{uri}: after line {_line_of(ev, rows)}: {exc}")
     except UnicodeDecodeError as exc:
-        return LoadError("read", f"{uri}: after line {_line_of(ev, rows)}: not valid {ev.encoding} text ({exc})")
+        return LoadError(
+            "read", f"{uri}: after line {_line_of(ev, rows)}: not valid {ev.encoding} text ({exc})"
+        )
     except _DECOMPRESS_ERRORS as exc:
         return LoadError("read", f"{uri}: the compressed data is corrupt or truncated ({exc})")
     finally:
@@ -304,7 +309,9 @@ def load_transform(path: str) -> TransformFn:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise LoadError("validate", f"field 'transform': cannot import module {module_name!r}: {exc}") from exc
+        raise LoadError(
+            "validate", f"field 'transform': cannot import module {module_name!r}: {exc}"
+        ) from exc
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise LoadError("validate", f"field 'transform': {module_name!r} has no function {attr!r}")
@@ -334,13 +341,16 @@ def apply_transform(
                 raise LoadError("read", f"transform output lacks partition column(s) {missing}")
             for f in table.schema:
                 if pa.types.is_null(f.type):
-                    table = table.set_column(table.schema.get_field_index(f.name), f.name,
-                                             pa.nulls(len(table), pa.string()))
+                    table = table.set_column(
+                        table.schema.get_field_index(f.name), f.name, pa.nulls(len(table), pa.string())
+                    )
             schema = table.schema.remove_metadata()
             for f in schema:
                 glue_type_of(f.type)
         try:
             table = pa.Table.from_pandas(out, schema=schema, preserve_index=False)
         except (pa.ArrowInvalid, pa.ArrowTypeError, KeyError) as exc:
-            raise LoadError("read", f"{uri}: transform output of batch {index} does not match the first: {exc}") from exc
+            raise LoadError(
+                "read", f"{uri}: transform output of batch {index} does not match the first: {exc}"
+            ) from exc
         yield from table.to_batches()

@@ -11,6 +11,7 @@ backpressure.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import threading
@@ -90,10 +91,8 @@ class S3StreamReader(io.RawIOBase):
 
     def _close_body(self) -> None:
         if self._body is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a dropped connection may fail; nothing to do
                 self._body.close()
-            except Exception:  # noqa: S110 - closing a dropped connection may fail; nothing to do
-                pass
         self._body = None
         self._body_pos = -1
 
@@ -110,8 +109,13 @@ class S3StreamReader(io.RawIOBase):
                 if self._resumes_left <= 0:
                     raise
                 self._resumes_left -= 1
-                log.warning("s3://%s/%s: read dropped at byte %d (%s); resuming", self.bucket, self.key,
-                            self._pos, exc)
+                log.warning(
+                    "s3://%s/%s: read dropped at byte %d (%s); resuming",
+                    self.bucket,
+                    self.key,
+                    self._pos,
+                    exc,
+                )
                 self._close_body()
         self._pos += len(data)
         self._body_pos = self._pos
@@ -286,7 +290,7 @@ class S3MultipartWriter(io.RawIOBase):
                     Bucket=self.bucket,
                     Key=self.key,
                     UploadId=self._upload_id,
-                    MultipartUpload={"Parts": parts},
+                    MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
                     **owner,
                 )
         except BaseException:
@@ -302,10 +306,8 @@ class S3MultipartWriter(io.RawIOBase):
         for fut in self._parts:
             fut.cancel()
         for fut in self._parts:
-            try:
+            with contextlib.suppress(Exception):  # cancelled futures; the abort below is what matters
                 fut.exception()
-            except Exception:  # noqa: S110 - cancelled futures; the abort below is what matters
-                pass
         if self._upload_id is not None:
             try:
                 self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)

@@ -30,7 +30,7 @@ __all__ = ["DatasetWriter", "WrittenFile", "hive_escape", "write_all"]
 log = logging.getLogger(__name__)
 
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
-_HIVE_UNSAFE = set('"#%\'*/:=?\\\x7f{[]^')
+_HIVE_UNSAFE = set("\"#%'*/:=?\\\x7f{[]^")
 
 
 def hive_escape(value: str) -> str:
@@ -172,7 +172,8 @@ class DatasetWriter:
         if len(self._open) >= self._max_partitions:
             raise LoadError(
                 "write",
-                f"the day fans out to more than {self._max_partitions} partitions of {list(self._partition_cols)}",
+                f"the day fans out to more than {self._max_partitions} partitions "
+                f"of {list(self._partition_cols)}",
             )
         folder = "".join(f"{c}={hive_escape(v)}/" for c, v in zip(self._partition_cols, values, strict=True))
         key = f"{self.prefix}{folder}part-00000.snappy.parquet"
@@ -217,11 +218,21 @@ class DatasetWriter:
                 target.writer.close()
                 etag = target.sink.complete()
                 self.files.append(
-                    WrittenFile(key=target.key, values=target.values, rows=target.rows, bytes=target.sink.tell(),
-                                etag=etag)
+                    WrittenFile(
+                        key=target.key,
+                        values=target.values,
+                        rows=target.rows,
+                        bytes=target.sink.tell(),
+                        etag=etag,
+                    )
                 )
-                log.info("wrote s3://%s/%s (%d rows, %d bytes)", self.bucket, target.key, target.rows,
-                         target.sink.tell())
+                log.info(
+                    "wrote s3://%s/%s (%d rows, %d bytes)",
+                    self.bucket,
+                    target.key,
+                    target.rows,
+                    target.sink.tell(),
+                )
         except BaseException:
             self.abort()
             raise
@@ -239,8 +250,9 @@ class DatasetWriter:
 _DONE = object()
 
 
-def write_all(batches: Iterable[pa.RecordBatch], writer: DatasetWriter, *, threaded: bool = True,
-              depth: int = 2) -> None:
+def write_all(
+    batches: Iterable[pa.RecordBatch], writer: DatasetWriter, *, threaded: bool = True, depth: int = 2
+) -> None:
     """Feed every batch to ``writer``; with ``threaded``, encode on a second thread so parsing the next
     CSV blocks overlaps encoding and upload. At most ``depth`` batches wait between the two."""
     if not threaded:
