@@ -8,8 +8,8 @@ fast path keeps pyarrow's threaded, typed CSV parser).
 from __future__ import annotations
 
 import gzip
-import io
 import importlib
+import io
 import logging
 import re
 import zipfile
@@ -142,7 +142,7 @@ def open_source(
         else:
             member = names[0]
         try:
-            return archive.open(member)
+            return archive.open(member)  # type: ignore[return-value]
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
             raise LoadError("read", f"{src.uri}: cannot open zip member {member!r}: {exc}") from exc
     stream = S3StreamReader(
