@@ -40,26 +40,41 @@ def ensure_database(glue: GlueClient, database: str) -> None:
         raise LoadError("catalog", f"cannot read Glue database {database!r}: {_code(exc) or exc}") from exc
 
 
-def existing_partition_keys(glue: GlueClient, database: str, table: str) -> list[str] | None:
-    """The table's partition key names, or ``None`` when the table does not exist yet."""
+def _table(glue: GlueClient, database: str, table: str) -> dict[str, Any] | None:
     try:
-        resp = glue.get_table(DatabaseName=database, Name=table)
+        return dict(glue.get_table(DatabaseName=database, Name=table)["Table"])
     except ClientError as exc:
         if _code(exc) == "EntityNotFoundException":
             return None
         raise LoadError("catalog", f"cannot read Glue table {database}.{table}: {_code(exc) or exc}") from exc
-    return [k["Name"] for k in resp["Table"].get("PartitionKeys", [])]
 
 
-def check_table(glue: GlueClient, database: str, table: str, partition_cols: tuple[str, ...]) -> None:
-    """Fail early if an existing table is partitioned differently from this load."""
-    keys = existing_partition_keys(glue, database, table)
-    if keys is not None and keys != list(partition_cols):
+def check_table(
+    glue: GlueClient,
+    database: str,
+    table: str,
+    partition_cols: tuple[str, ...],
+    columns_types: Mapping[str, str] | None = None,
+) -> None:
+    """Fail early (before reading anything) if an existing table is partitioned differently, or declares
+    a column with another type. New columns are fine: they are added to the table."""
+    found = _table(glue, database, table)
+    if found is None:
+        return
+    keys = [k["Name"] for k in found.get("PartitionKeys", [])]
+    if keys != list(partition_cols):
         raise LoadError(
             "catalog",
-            f"Glue table {database}.{table} is partitioned by {keys}, "
-            f"but this load uses {list(partition_cols)}",
+            f"Glue table {database}.{table} is partitioned by {keys}, but this load uses {list(partition_cols)}",
         )
+    existing = {c["Name"]: c.get("Type", "") for c in found.get("StorageDescriptor", {}).get("Columns", [])}
+    for name, glue_type in (columns_types or {}).items():
+        old = existing.get(name)
+        if old is not None and old.replace(" ", "").lower() != glue_type.replace(" ", "").lower():
+            raise LoadError(
+                "catalog",
+                f"column {name!r} is {old} in Glue table {database}.{table}, but the schema declares {glue_type}",
+            )
 
 
 def upsert_table(

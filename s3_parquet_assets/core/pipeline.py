@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -32,6 +32,7 @@ from . import catalog
 from .aws import AwsClients, make_clients
 from .errors import LoadError, Stage
 from .event import PARTITION_KEY, LoadEvent, parse_event
+from .lease import DayLease, lease_key
 from .reader import apply_transform, arrow_schema, glue_type_of, iter_batches, load_transform, open_source
 from .s3io import S3SeekableReader
 from .source import SourceObject, find_latest
@@ -70,6 +71,7 @@ class Tuning:
     part_size: int = 16 * 1024 * 1024
     max_in_flight: int = 4
     threaded: bool = True
+    lease_ttl_seconds: float = 300.0
 
 
 @dataclass
@@ -249,8 +251,36 @@ def _run(
 
     stage("catalog")
     catalog.ensure_database(clients.glue, ev.database)
-    catalog.check_table(clients.glue, ev.database, ev.table, ev.partitions_cols)
+    declared_columns = None if transform else {c.name: c.glue_type for c in ev.data_columns}
+    catalog.check_table(clients.glue, ev.database, ev.table, ev.partitions_cols, declared_columns)
 
+    stage("lock")
+    lease = DayLease(
+        clients.s3,
+        ev.bucket_dstn,
+        lease_key(ev.table_root, ev.data_ref),
+        load_id,
+        ttl=timedelta(seconds=tune.lease_ttl_seconds),
+        extra=_extra_put_args(ev),
+    )
+    lease.acquire()
+    try:
+        return _run_leased(ev, clients, load_id, tune, source, started, stage, transform, lease)
+    finally:
+        lease.release()
+
+
+def _run_leased(
+    ev: LoadEvent,
+    clients: AwsClients,
+    load_id: str,
+    tune: Tuning,
+    source: SourceObject | None,
+    started: float,
+    stage: _Stages,
+    transform: Callable[[Any], Any] | None,
+    lease: DayLease,
+) -> LoadResult:
     stage("list")
     src = source or find_latest(
         clients.s3, ev.bucket_src, ev.source_prefix, ev.substr, expected_bucket_owner=ev.expected_bucket_owner
@@ -328,6 +358,7 @@ def _run(
         old = catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
 
         stage("swap")
+        lease.check()
         new: dict[tuple[str, ...], str] = {}
         params: dict[tuple[str, ...], dict[str, str]] = {}
         for f in files:
