@@ -65,7 +65,8 @@ def check_table(
     if keys != list(partition_cols):
         raise LoadError(
             "catalog",
-            f"Glue table {database}.{table} is partitioned by {keys}, but this load uses {list(partition_cols)}",
+            f"Glue table {database}.{table} is partitioned by {keys}, "
+            f"but this load uses {list(partition_cols)}",
         )
     existing = {c["Name"]: c.get("Type", "") for c in found.get("StorageDescriptor", {}).get("Columns", [])}
     for name, glue_type in (columns_types or {}).items():
@@ -73,7 +74,8 @@ def check_table(
         if old is not None and old.replace(" ", "").lower() != glue_type.replace(" ", "").lower():
             raise LoadError(
                 "catalog",
-                f"column {name!r} is {old} in Glue table {database}.{table}, but the schema declares {glue_type}",
+                f"column {name!r} is {old} in Glue table {database}.{table}, "
+                f"but the schema declares {glue_type}",
             )
 
 
