@@ -210,6 +210,7 @@ class S3MultipartWriter(io.RawIOBase):
         self._pool = pool or ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
         self._error: BaseException | None = None
         self._done = False
+        self._aborted = False
 
     @property
     def uri(self) -> str:
@@ -222,10 +223,12 @@ class S3MultipartWriter(io.RawIOBase):
         return self._written
 
     def write(self, data: Any) -> int:
-        if self._done:
-            raise ValueError(f"{self.uri}: write after complete/abort")
-        self._raise_part_error()
         view = memoryview(data).cast("B")
+        if self._aborted:  # a writer being torn down after a failure: its bytes go nowhere
+            return len(view)
+        if self._done:
+            raise ValueError(f"{self.uri}: write after complete")
+        self._raise_part_error()
         self._buf += view
         self._written += len(view)
         while len(self._buf) >= self._part_size:
@@ -303,6 +306,7 @@ class S3MultipartWriter(io.RawIOBase):
         """Drop the upload: wait for parts in flight, then abort the multipart upload (if any)."""
         if self._done:
             return
+        self._aborted = True
         for fut in self._parts:
             fut.cancel()
         for fut in self._parts:

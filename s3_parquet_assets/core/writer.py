@@ -6,6 +6,7 @@ thread while the next blocks parse, and uploaded as multipart parts with a bound
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -244,6 +245,8 @@ class DatasetWriter:
         """Drop every unfinished object (aborting its multipart upload)."""
         for target in self._open.values():
             target.sink.abort()
+            with contextlib.suppress(Exception):  # release the encoder; the sink discards its bytes
+                target.writer.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
