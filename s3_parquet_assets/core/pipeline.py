@@ -174,8 +174,10 @@ def _delete_keys(clients: AwsClients, bucket: str, keys: list[str]) -> int:
 
 
 def cleanup_day(clients: AwsClients, ev: LoadEvent, keep_prefix: str | None) -> int:
-    """Remove everything under the day's folder except ``keep_prefix``, and abort multipart uploads
-    left under it. Returns the number of objects removed."""
+    """Remove everything under the day's folder except ``keep_prefix``, and abort every multipart upload
+    left under it (this load's own objects are complete by now and the lease keeps other loads of the day
+    out, so any upload still open is an orphan, even one under ``keep_prefix``: a CreateMultipartUpload
+    whose answer was lost and retried). Returns the number of objects removed."""
     stale = [
         k
         for k in _list_keys(clients, ev.bucket_dstn, ev.day_prefix)
@@ -185,8 +187,6 @@ def cleanup_day(clients: AwsClients, ev: LoadEvent, keep_prefix: str | None) -> 
     paginator = clients.s3.get_paginator("list_multipart_uploads")
     for page in paginator.paginate(Bucket=ev.bucket_dstn, Prefix=ev.day_prefix):
         for upload in page.get("Uploads", []):
-            if keep_prefix is not None and upload["Key"].startswith(keep_prefix):
-                continue
             clients.s3.abort_multipart_upload(
                 Bucket=ev.bucket_dstn, Key=upload["Key"], UploadId=upload["UploadId"]
             )
