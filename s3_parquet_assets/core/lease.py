@@ -145,6 +145,10 @@ class DayLease:
             )
             log.warning("lease %s is unreadable (%s); treating it as expired", self.uri, exc)
         now = datetime.now(UTC)
+        if info.get("load_id") == self.load_id and etag:
+            # our own conditional PUT was carried out but its answer was lost, and the retry met it
+            self._held = _Held(etag=etag, expires_at=expires)
+            return
         if expires > now:
             raise LoadError(
                 "lock",
