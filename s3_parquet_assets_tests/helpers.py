@@ -59,6 +59,17 @@ def csv_rows(n: int, start: int = 0, customer: str = "C") -> bytes:
     return "".join(f"{i},{customer}{i % 7},{i * 1.5}\n" for i in range(start, start + n)).encode()
 
 
+def noisy_rows(n: int, start: int = 0, customer: str = "C") -> bytes:
+    """Rows that compress poorly (random text), so a modest row count makes a multi-part Parquet file."""
+    import random
+
+    rnd = random.Random(start)
+    return "".join(
+        f"{i},{customer}{rnd.getrandbits(64):016x}{rnd.getrandbits(64):016x},{rnd.random() * 1000:.6f}\n"
+        for i in range(start, start + n)
+    ).encode()
+
+
 def gz(data: bytes) -> bytes:
     return gzip.compress(data)
 
