@@ -1,0 +1,167 @@
+"""Build the Lambda deployment package: ``deploy/build/s3_parquet_assets_lambda.zip``.
+
+It holds only the project's core, the handler and ``dagster_pipes`` (pure Python, taken from the
+interpreter running this script); pandas, pyarrow, awswrangler and boto3 come from the managed
+AWS SDK for pandas layer. The build is reproducible (sorted entries, fixed timestamps and
+permissions, fixed compression level: the same sources give the same bytes) and fails if the zip
+exceeds the size limit or if any file in it imports ``dagster`` (or any ``dagster*`` package other
+than ``dagster_pipes``), found by an AST scan.
+
+    python deploy/build_zip.py [--out PATH] [--max-bytes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import importlib.util
+import io
+import sys
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "deploy" / "build" / "s3_parquet_assets_lambda.zip"
+MAX_BYTES = 5 * 1024 * 1024
+FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+ALLOWED_DAGSTER = "dagster_pipes"
+_SKIP_DIRS = {"__pycache__"}
+_SKIP_SUFFIXES = {".pyc", ".pyo"}
+
+__all__ = ["BuildError", "Entry", "build", "collect", "forbidden_imports", "main", "write_zip"]
+
+
+class BuildError(Exception):
+    """The package violates a rule (size, forbidden import, missing source)."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    arcname: str
+    data: bytes
+
+
+def _files(base: Path, rel: str) -> Iterator[Path]:
+    top = base / rel
+    if top.is_file():
+        yield top
+        return
+    if not top.is_dir():
+        raise BuildError(f"missing source {top}")
+    for path in sorted(top.rglob("*")):
+        if path.is_dir() or _SKIP_DIRS & set(path.relative_to(base).parts) or path.suffix in _SKIP_SUFFIXES:
+            continue
+        yield path
+
+
+def _dagster_pipes_dir() -> Path:
+    spec = importlib.util.find_spec(ALLOWED_DAGSTER)
+    if spec is None or not spec.submodule_search_locations:
+        raise BuildError("dagster_pipes is not installed in this interpreter (pip install dagster-pipes)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def collect(root: Path = ROOT, pipes_dir: Path | None = None) -> list[Entry]:
+    """Every file of the package, as sorted (arcname, bytes) entries."""
+    entries: dict[str, bytes] = {}
+    for rel in (
+        "s3_parquet_assets/__init__.py",
+        "s3_parquet_assets/core",
+        "s3_parquet_assets/lambda_handler.py",
+    ):
+        for path in _files(root, rel):
+            entries[path.relative_to(root).as_posix()] = path.read_bytes()
+    pipes = pipes_dir or _dagster_pipes_dir()
+    for path in _files(pipes.parent, pipes.name):
+        entries[path.relative_to(pipes.parent).as_posix()] = path.read_bytes()
+    return [Entry(name, entries[name]) for name in sorted(entries)]
+
+
+def _is_forbidden(module: str) -> bool:
+    top = module.split(".", 1)[0]
+    return top.startswith("dagster") and top != ALLOWED_DAGSTER
+
+
+def forbidden_imports(source: bytes, filename: str) -> list[str]:
+    """``import dagster...`` / ``from dagster... import`` / ``importlib.import_module("dagster...")`` /
+    ``__import__("dagster...")`` in one file, as ``file:line: module`` strings."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        raise BuildError(f"{filename}: cannot parse: {exc}") from exc
+    found: list[str] = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                names = [node.args[0].value]
+        found += [f"{filename}:{getattr(node, 'lineno', 0)}: {name}" for name in names if _is_forbidden(name)]
+    return found
+
+
+def check(entries: Iterable[Entry]) -> None:
+    problems: list[str] = []
+    for entry in entries:
+        if entry.arcname.endswith(".py"):
+            problems += forbidden_imports(entry.data, entry.arcname)
+    if problems:
+        raise BuildError(
+            "the package must not import dagster (only dagster_pipes):\n  " + "\n  ".join(problems)
+        )
+
+
+def write_zip(entries: Iterable[Entry]) -> bytes:
+    """The zip's bytes: entries in the given order, fixed timestamps and modes, deflate level 9."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        for entry in entries:
+            info = zipfile.ZipInfo(entry.arcname, date_time=FIXED_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # unix, so the mode below is honoured
+            info.external_attr = (0o100644 & 0xFFFF) << 16
+            zf.writestr(info, entry.data, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+    return buf.getvalue()
+
+
+def build(out: Path = DEFAULT_OUT, *, max_bytes: int = MAX_BYTES, root: Path = ROOT) -> Path:
+    """Collect, check and write the package; raises :class:`BuildError` on a violated rule."""
+    entries = collect(root)
+    check(entries)
+    data = write_zip(entries)
+    if len(data) > max_bytes:
+        raise BuildError(f"the package is {len(data)} bytes, over the limit of {max_bytes} bytes")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output zip (default {DEFAULT_OUT})")
+    parser.add_argument("--max-bytes", type=int, default=MAX_BYTES, help="size limit (default 5 MiB)")
+    args = parser.parse_args(argv)
+    try:
+        out = build(args.out, max_bytes=args.max_bytes)
+    except BuildError as exc:
+        print(f"build_zip: {exc}", file=sys.stderr)
+        return 1
+    data = out.read_bytes()
+    with zipfile.ZipFile(out) as zf:
+        count = len(zf.namelist())
+    print(f"{out}: {count} files, {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tests of the Lambda run path: handler, package, template, Pipes round trip."""

@@ -1,0 +1,84 @@
+"""Fixtures of the Lambda tests: the built and unpacked package, the layer-only Python, settings."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from s3_parquet_assets import lambda_handler
+
+from ..helpers import DB, DST, PATHOUT, SRC, TABLE
+from .packaged import PackagedLambda, base_env, layer_venv, unpack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The function's settings as the template sets them (scheduled and S3 events).
+SETTINGS_ENV = {
+    "S3PA_BUCKET_SRC": SRC,
+    "S3PA_BUCKET_DSTN": DST,
+    "S3PA_PREFIX": "exports/{data_ref}/",
+    "S3PA_SUBSTR": "sales",
+    "S3PA_SCHEMA": '["id", "customer", "amount"]',
+    "S3PA_PATHOUTPUT": PATHOUT,
+    "S3PA_TABLE": TABLE,
+    "S3PA_DATABASE": DB,
+}
+
+
+def load_build_zip() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("s3pa_build_zip", ROOT / "deploy" / "build_zip.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def build_zip() -> ModuleType:
+    return load_build_zip()
+
+
+@pytest.fixture(scope="session")
+def lambda_zip(build_zip: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out: Path = build_zip.build(tmp_path_factory.mktemp("zip") / "s3_parquet_assets_lambda.zip")
+    return out
+
+
+@pytest.fixture(scope="session")
+def code_dir(lambda_zip: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return unpack(lambda_zip, tmp_path_factory.mktemp("task") / "var-task")
+
+
+@pytest.fixture(scope="session")
+def layer_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with only the AWS SDK for pandas layer's packages (made once per session)."""
+    return layer_venv(tmp_path_factory.getbasetemp() / "layer-venv")
+
+
+@pytest.fixture
+def packaged(aws: str, layer_python: Path, code_dir: Path, tmp_path: Path) -> PackagedLambda:
+    """The packaged handler, against the emulator, with the settings of SETTINGS_ENV."""
+    return PackagedLambda(
+        python=layer_python,
+        code_dir=code_dir,
+        workdir=tmp_path,
+        env={**base_env(aws, tmp_path), **SETTINGS_ENV},
+    )
+
+
+@pytest.fixture
+def handler_env(monkeypatch: pytest.MonkeyPatch, aws: str) -> Iterator[None]:
+    """In-process handler tests: the settings in os.environ, a fresh client cache."""
+    for var in [v for v in list(__import__("os").environ) if v.startswith("S3PA_")]:
+        monkeypatch.delenv(var)
+    for var, value in SETTINGS_ENV.items():
+        monkeypatch.setenv(var, value)
+    lambda_handler.reset_clients()
+    yield
+    lambda_handler.reset_clients()
