@@ -97,6 +97,22 @@ class S3StreamReader(io.RawIOBase):
         self._body_pos = -1
 
     def read(self, size: int = -1) -> bytes:
+        data = self._read_once(size)
+        if size is None or size < 0 or not 0 < len(data) < size:
+            return data
+        # A dropped stream hands over what it had before the drop: fill the read up from the resumed
+        # stream, since readers like pyarrow's CSV take a short read as a short block and then fail on
+        # a row that straddles it.
+        parts, got = [data], len(data)
+        while got < size:
+            more = self._read_once(size - got)
+            if not more:
+                break
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def _read_once(self, size: int) -> bytes:
         if self._size is not None and self._pos >= self._size:
             return b""
         while True:
