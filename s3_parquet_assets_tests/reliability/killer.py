@@ -1,0 +1,72 @@
+"""Run one load in this process and SIGKILL it at a chosen point.
+
+usage: python -m s3_parquet_assets_tests.reliability.killer POINT NTH '<event json>'
+
+POINT is a botocore event name (``before-call.s3.UploadPart``: killed the NTH time it fires) or
+``read-bytes`` (killed once NTH bytes of the source body have been read: mid-read). Endpoint and
+credentials come from the environment. The lease is short so the rerun can take it over soon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import boto3
+from botocore.response import StreamingBody
+
+from s3_parquet_assets.core import Tuning, handle_event, make_clients
+
+from ..faults import install_kill
+
+LEASE_TTL = 2.0
+
+
+class _KillingRaw:
+    def __init__(self, raw: Any, limit: int) -> None:
+        self._raw = raw
+        self._left = limit
+
+    def read(self, amt: int | None = None) -> bytes:
+        if self._left <= 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        data: bytes = self._raw.read(amt)
+        self._left -= len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def kill_mid_read(session: boto3.Session, limit: int) -> None:
+    def hook(http_response: Any, parsed: dict[str, Any], **_kw: Any) -> None:
+        body = parsed.get("Body")
+        if body is not None and http_response.status_code < 300 and "/_leases/" not in http_response.url:
+            parsed["Body"] = StreamingBody(_KillingRaw(body._raw_stream, limit), parsed.get("ContentLength"))
+
+    session.events.register("after-call.s3.GetObject", hook)
+
+
+def main() -> int:
+    point, nth, raw = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    session = boto3.Session()
+    if point == "read-bytes":
+        kill_mid_read(session, nth)
+    else:
+        install_kill(session, point, nth)
+    tuning = Tuning(
+        part_size=5 * 1024 * 1024, row_group_rows=20_000, block_size=1024 * 1024, lease_ttl_seconds=LEASE_TTL
+    )
+    out = handle_event(json.loads(raw), make_clients(session), tuning=tuning)
+    print(json.dumps(out, default=str))
+    return 0 if out["statusCode"] == 200 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
