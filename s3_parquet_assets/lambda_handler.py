@@ -382,16 +382,24 @@ def _s3_events(
 # --------------------------------------------------------------------------------------------------
 # Dagster Pipes.
 
-# The parquet_table asset's materialization metadata, by key: (LoadResult field, Pipes type).
+# The Dagster asset the function materializes, and its metadata as s3_parquet_assets.defs.assets
+# .table_metadata builds it for a local load: key -> (LoadResult field, Pipes metadata type).
+PIPES_ASSET_KEY = "parquet_table"
 _PIPES_METADATA: tuple[tuple[str, str, str], ...] = (
+    ("dagster/row_count", "rows", "int"),
+    ("dagster/uri", "partition_location", "text"),
     ("rows", "rows", "int"),
     ("bytes", "bytes", "int"),
     ("files", "files", "int"),
     ("output_location", "output_location", "path"),
+    ("partition_location", "partition_location", "path"),
     ("glue_table", "table", "text"),
     ("source_key", "source_key", "text"),
+    ("source_etag", "etag", "text"),
     ("seconds", "seconds", "float"),
     ("load_id", "load_id", "text"),
+    ("previous_location", "previous_location", "text"),
+    ("removed_objects", "removed_objects", "int"),
 )
 
 
@@ -402,12 +410,15 @@ def _shorten(text: str, limit: int) -> str:
     return f"{text[: keep // 2]}...{text[-(keep - keep // 2) :]}"
 
 
-def pipes_metadata(result: Mapping[str, Any], budget: int = 1800) -> dict[str, Any]:
+def pipes_metadata(result: Mapping[str, Any], budget: int = PIPES_TAIL_BUDGET - 800) -> dict[str, Any]:
     """The materialization metadata reported through Pipes (the same keys and types as the Dagster
     ``parquet_table`` asset), with long strings shortened so its JSON stays within ``budget`` bytes."""
     meta: dict[str, Any] = {
         key: {"raw_value": result.get(field), "type": kind} for key, field, kind in _PIPES_METADATA
     }
+    meta["seconds"]["raw_value"] = float(meta["seconds"]["raw_value"] or 0.0)
+    meta["previous_location"]["raw_value"] = meta["previous_location"]["raw_value"] or "-"
+    meta["skipped"] = {"raw_value": False, "type": "bool"}
     limit = 512
     while len(json.dumps(meta)) > budget and limit > 16:
         for entry in meta.values():
@@ -429,6 +440,17 @@ def _pipes_data_ref(pipes: PipesContext) -> str | None:
         return None
     digits = re.sub(r"\D", "", key or "")
     return digits if len(digits) == 8 else None
+
+
+def _pipes_asset_key(pipes: PipesContext) -> str | None:
+    """``parquet_table`` when it is in scope (the Dagster op may also hold ``latest_source_object``),
+    else the only asset in scope."""
+    if not pipes.is_asset_step:
+        return None
+    keys = list(pipes.asset_keys)
+    if PIPES_ASSET_KEY in keys:
+        return PIPES_ASSET_KEY
+    return keys[0] if len(keys) == 1 else None
 
 
 def _run_with_pipes(
@@ -463,9 +485,13 @@ def _run_with_pipes(
         response = run(pipes)
         if response.get("statusCode") == 200 and "result" in response:
             result = response["result"]
-            pipes.report_asset_materialization(
-                metadata=pipes_metadata(result), data_version=str(result["etag"])
-            )
+            key = _pipes_asset_key(pipes)
+            if key is None:
+                log.warning("Pipes: no asset in scope to report the materialization for")
+            else:
+                pipes.report_asset_materialization(
+                    metadata=pipes_metadata(result), data_version=str(result["etag"]), asset_key=key
+                )
         else:
             failure = _pipes_exception(str(response.get("body", "Error")), "LoadError")
         return response

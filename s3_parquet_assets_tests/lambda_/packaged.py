@@ -190,7 +190,15 @@ class PackagedLambda:
         event = json.loads(Payload)
         inv = self.invoke_one(event)
         with self._lock:
-            self.calls.append({"FunctionName": FunctionName, "event": event, "invocation": inv, **kwargs})
+            self.calls.append(
+                {
+                    "FunctionName": FunctionName,
+                    "LogType": LogType,
+                    "event": event,
+                    "invocation": inv,
+                    **kwargs,
+                }
+            )
         out: dict[str, Any] = {
             "StatusCode": 200,
             "ExecutedVersion": "$LATEST",
