@@ -26,5 +26,13 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# The local default: a moto server (S3 + Glue), a week of sample exports, a 7-day backfill, a table.
+demo: $(STAMP)
+	$(BIN)/s3-parquet-assets demo
+
+# Same emulator and exports, then the Dagster UI on http://127.0.0.1:3000 (temporary DAGSTER_HOME).
+dev: $(STAMP)
+	$(BIN)/python -m s3_parquet_assets.demo dev
+
 clean:
 	rm -rf $(VENV) deploy/build .pytest_cache .mypy_cache .ruff_cache
