@@ -123,14 +123,14 @@ def inspect_day(clients: AwsClients, ev: LoadEvent) -> DayState:
         pages = clients.glue.get_paginator("get_partitions").paginate(
             DatabaseName=ev.database, TableName=ev.table, Expression=f"data_ref = '{ev.data_ref}'"
         )
-        for page in pages:
-            for part in page.get("Partitions", []):
-                values = list(part["Values"])
+        for gpage in pages:
+            for gpart in gpage.get("Partitions", []):
+                values = list(gpart["Values"])
                 if not values or values[0] != ev.data_ref:
                     continue
-                sd = part.get("StorageDescriptor", {})
+                sd = gpart.get("StorageDescriptor", {})
                 glue_columns = {c["Name"]: c.get("Type", "string") for c in sd.get("Columns", [])}
-                parts.append(Partition(values, sd.get("Location", ""), dict(part.get("Parameters", {}))))
+                parts.append(Partition(values, sd.get("Location", ""), dict(gpart.get("Parameters", {}))))
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code != "EntityNotFoundException":
@@ -140,10 +140,10 @@ def inspect_day(clients: AwsClients, ev: LoadEvent) -> DayState:
         if not prefix.endswith("/"):
             prefix += "/"
         try:
-            for page in clients.s3.get_paginator("list_objects_v2").paginate(
+            for listing in clients.s3.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix, **_extra(ev)
             ):
-                for obj in page.get("Contents", []):
+                for obj in listing.get("Contents", []):
                     key = obj["Key"]
                     if not key.endswith(".parquet"):
                         continue

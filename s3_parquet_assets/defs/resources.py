@@ -28,7 +28,7 @@ _OPTIONAL = (
 )
 
 
-class LoadSettings(ConfigurableResource):  # type: ignore[misc]
+class LoadSettings(ConfigurableResource):  # type: ignore[type-arg,misc]
     """The load settings: the event contract's fields (without ``data_ref``, which is the partition),
     plus where a load runs."""
 
