@@ -159,27 +159,28 @@ def flip_partitions(
     """
     import awswrangler as wr
 
+    def move(values: tuple[str, ...], location: str, params: dict[str, str]) -> None:
+        current = glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=list(values))
+        part = current["Partition"]
+        sd: dict[str, Any] = dict(part["StorageDescriptor"])
+        sd["Location"] = location
+        sd["Columns"] = [{"Name": n, "Type": t} for n, t in columns_types.items()]  # type: ignore[typeddict-item]
+        glue.update_partition(
+            DatabaseName=database,
+            TableName=table,
+            PartitionValueList=list(values),
+            PartitionInput={
+                "Values": list(values),
+                "StorageDescriptor": sd,  # type: ignore[typeddict-item]
+                "Parameters": {**part.get("Parameters", {}), **params},
+            },
+        )
+
     try:
         for values, location in new.items():
             params = dict((parameters or {}).get(values, {}))
             if values in old:
-                current = glue.get_partition(
-                    DatabaseName=database, TableName=table, PartitionValues=list(values)
-                )
-                part = current["Partition"]
-                sd: dict[str, Any] = dict(part["StorageDescriptor"])
-                sd["Location"] = location
-                sd["Columns"] = [{"Name": n, "Type": t} for n, t in columns_types.items()]  # type: ignore[typeddict-item]
-                glue.update_partition(
-                    DatabaseName=database,
-                    TableName=table,
-                    PartitionValueList=list(values),
-                    PartitionInput={
-                        "Values": list(values),
-                        "StorageDescriptor": sd,  # type: ignore[typeddict-item]
-                        "Parameters": {**part.get("Parameters", {}), **params},
-                    },
-                )
+                move(values, location, params)
             else:
                 wr.catalog.add_parquet_partitions(
                     database=database,
@@ -190,6 +191,11 @@ def flip_partitions(
                     partitions_parameters=params or None,
                     boto3_session=session,
                 )
+                # awswrangler ignores AlreadyExists: if someone (a crawler, MSCK REPAIR) registered the
+                # partition since we looked, it still points elsewhere; move it like an existing one.
+                state = partition_state(glue, database, table, list(values))
+                if state is None or state[0] != location:
+                    move(values, location, params)
             log.info("partition %s of %s.%s -> %s", "/".join(values), database, table, location)
         gone = [list(v) for v in old if v not in new]
         for start in range(0, len(gone), 25):
