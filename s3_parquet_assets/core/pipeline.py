@@ -204,6 +204,15 @@ def _discard(clients: AwsClients, ev: LoadEvent, prefix: str) -> None:
         log.warning("could not remove s3://%s/%s after the failure: %s", ev.bucket_dstn, prefix, exc)
 
 
+def _reading(batches: Iterator[pa.RecordBatch], uri: str) -> Iterator[pa.RecordBatch]:
+    """An AWS error raised while pulling batches comes from reading the source: report it as such
+    (not as a failed upload, which is what the write loop around it would say)."""
+    try:
+        yield from batches
+    except (ClientError, BotoCoreError) as exc:
+        raise LoadError("read", f"cannot read {uri}: {exc}") from exc
+
+
 def _peek(batches: Iterator[pa.RecordBatch]) -> tuple[pa.RecordBatch | None, Iterator[pa.RecordBatch]]:
     first = next(batches, None)
     if first is None:
@@ -300,6 +309,7 @@ def _run_leased(
     batches: Iterator[pa.RecordBatch] = iter_batches(
         lambda: open_source(clients.s3, src, ev, on_read=on_read), ev, src.uri, block_size=tune.block_size
     )
+    batches = _reading(batches, src.uri)
     declared = arrow_schema(ev.schema)
     if transform is not None:
         first, batches = _peek(apply_transform(batches, transform, src.uri, ev.extra_partitions))
