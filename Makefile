@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck pytest demo dev bench lambda-zip clean
+.PHONY: install test lint typecheck pytest demo dev bench lambda-zip lint-deploy clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+lint-deploy: $(STAMP)
+	$(BIN)/cfn-lint deploy/template.yaml
+
+lambda-zip: $(STAMP)
+	$(BIN)/python deploy/build_zip.py
+
+test: lint typecheck lint-deploy pytest
 
 # The local default: a moto server (S3 + Glue), a week of sample exports, a 7-day backfill, a table.
 demo: $(STAMP)
