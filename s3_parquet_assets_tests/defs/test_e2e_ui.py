@@ -1,0 +1,198 @@
+"""End to end through the UI's API: ``dagster dev`` (webserver + daemon) against the moto server, a
+3-day backfill launched with the GraphQL mutation the UI uses, and the table read back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..conftest import free_port
+from ..helpers import DB, SCHEMA, Lake, csv_rows, event, gz
+
+ROOT = Path(__file__).resolve().parents[2]
+DAYS = ["20240301", "20240302", "20240303"]
+ROWS = {"20240301": 11, "20240302": 22, "20240303": 33}
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message stack }
+    ... on Error { message }
+  }
+}"""
+
+BACKFILL = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status error { message } }
+    ... on PythonError { message }
+  }
+}"""
+
+MATERIALIZATIONS = """
+query Mats($partitions: [String!]) {
+  assetNodes(assetKeys: [{path: ["parquet_table"]}]) {
+    partitionStats { numMaterialized numFailed }
+    assetMaterializations(partitions: $partitions) {
+      partition
+      runId
+      metadataEntries { label ... on IntMetadataEntry { intValue } }
+    }
+  }
+}"""
+
+LOCATION = """
+{ workspaceOrError { __typename ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }
+"""
+
+
+class UI:
+    def __init__(self, port: int) -> None:
+        self.url = f"http://127.0.0.1:{port}/graphql"
+
+    def query(self, text: str, **variables: Any) -> dict[str, Any]:
+        body = json.dumps({"query": text, "variables": variables}).encode()
+        req = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                out = json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(
+                f"GraphQL {exc.code}: {exc.read().decode(errors='replace')[:2000]}"
+            ) from None
+        assert "errors" not in out, out["errors"]
+        return out["data"]  # type: ignore[no-any-return]
+
+
+def _wait(predicate: Any, what: str, timeout: float, proc: subprocess.Popen[bytes], log: Path) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"dagster dev exited ({proc.returncode}) waiting for {what}:\n{log.read_text()[-4000:]}"
+            )
+        try:
+            last = predicate()
+        except OSError as exc:  # not listening yet
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(1)
+    pytest.fail(f"timed out waiting for {what} (last: {last}):\n{log.read_text()[-4000:]}")
+
+
+@pytest.fixture
+def dagster_dev(aws: str, tmp_path: Path) -> Iterator[tuple[UI, subprocess.Popen[bytes], Path]]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    ev = event()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("S3PA_")}
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "S3PA_BUCKET_SRC": ev["bucket_src"],
+            "S3PA_BUCKET_DSTN": ev["bucket_dstn"],
+            "S3PA_PREFIX": ev["prefix"],
+            "S3PA_SUBSTR": ev["substr"],
+            "S3PA_SCHEMA": json.dumps(SCHEMA),
+            "S3PA_PATHOUTPUT": ev["pathoutput"],
+            "S3PA_TABLE": ev["table"],
+            "S3PA_DATABASE": ev["database"],
+            "S3PA_START_DATE": "20240101",
+        }
+    )
+    port = free_port()
+    log = tmp_path / "dagster_dev.log"
+    dagster = str(Path(sys.executable).parent / "dagster")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "s3_parquet_assets.defs.definitions"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the webserver, daemon and code server
+        )
+    try:
+        yield UI(port), proc, log
+    finally:
+        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            if proc.poll() is not None:
+                break
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(wait)
+            except subprocess.TimeoutExpired:
+                continue
+        # the group may outlive its leader for a moment: make sure nothing of it is left
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_backfill_launched_through_the_ui_api(lake: Lake, dagster_dev: tuple[UI, Any, Path]) -> None:
+    ui, proc, log = dagster_dev
+    for day, n in ROWS.items():
+        lake.put(f"exports/{day}/sales_{day}.csv.gz", gz(csv_rows(n, start=1000 * int(day[-1]))))
+
+    def loaded() -> bool:
+        entries = ui.query(LOCATION)["workspaceOrError"]["locationEntries"]
+        ready = [e for e in entries if e["loadStatus"] == "LOADED"]
+        if ready:
+            assert ready[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation", ready
+        return bool(ready)
+
+    _wait(loaded, "the code location", 120, proc, log)
+
+    params = {
+        "partitionNames": DAYS,
+        "assetSelection": [{"path": ["latest_source_object"]}, {"path": ["parquet_table"]}],
+        "fromFailure": False,
+        "title": "e2e backfill",
+    }
+    launched = ui.query(LAUNCH, params=params)["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+
+    def finished() -> str | None:
+        result = ui.query(BACKFILL, id=backfill_id)["partitionBackfillOrError"]
+        assert result["__typename"] == "PartitionBackfill", result
+        status = result["status"]
+        return None if status in ("REQUESTED", "CANCELING", "FAILING") else status
+
+    status = _wait(finished, "the backfill", 150, proc, log)
+    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
+
+    node = ui.query(MATERIALIZATIONS, partitions=DAYS)["assetNodes"][0]
+    assert node["partitionStats"]["numMaterialized"] == 3 and node["partitionStats"]["numFailed"] == 0
+    mats = {m["partition"]: m for m in node["assetMaterializations"]}
+    assert sorted(mats) == DAYS
+    assert len({m["runId"] for m in mats.values()}) == 1  # the backfill policy ran the range in one run
+    for day, n in ROWS.items():
+        rows = {e["label"]: e.get("intValue") for e in mats[day]["metadataEntries"]}
+        assert rows["rows"] == n
+        data = lake.read_catalog(day)
+        assert len(data) == n
+        assert {r["id"] for r in data} == {str(1000 * int(day[-1]) + i) for i in range(n)}
+    assert lake.clients.glue.get_table(DatabaseName=DB, Name=ev_table())["Table"]["PartitionKeys"]
+
+
+def ev_table() -> str:
+    return str(event()["table"])
