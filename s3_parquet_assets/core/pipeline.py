@@ -33,6 +33,7 @@ from .aws import AwsClients, make_clients
 from .errors import LoadError, Stage
 from .event import PARTITION_KEY, LoadEvent, parse_event
 from .lease import DayLease, lease_key
+from .memory import configure_memory
 from .reader import apply_transform, arrow_schema, glue_type_of, iter_batches, load_transform, open_source
 from .s3io import S3SeekableReader
 from .source import SourceObject, find_latest
@@ -67,10 +68,12 @@ class Tuning:
 
     block_size: int = 8 * 1024 * 1024
     row_group_rows: int = 1_000_000
-    row_group_bytes: int = 96 * 1024 * 1024
-    part_size: int = 16 * 1024 * 1024
+    row_group_bytes: int = 64 * 1024 * 1024
+    part_size: int = 8 * 1024 * 1024
     max_in_flight: int = 4
     threaded: bool = True
+    csv_threads: bool = True
+    tune_memory: bool = True
     lease_ttl_seconds: float = 300.0
 
 
@@ -233,6 +236,8 @@ def run_load(
     ``source`` skips the listing when the caller already picked the object (the Dagster asset does).
     """
     tune = tuning or Tuning()
+    if tune.tune_memory:
+        configure_memory()
     started = time.monotonic()
     load_id = load_id or new_load_id()
     stage = _Stages()
@@ -307,7 +312,11 @@ def _run_leased(
             next_log += 64 * 1024 * 1024
 
     batches: Iterator[pa.RecordBatch] = iter_batches(
-        lambda: open_source(clients.s3, src, ev, on_read=on_read), ev, src.uri, block_size=tune.block_size
+        lambda: open_source(clients.s3, src, ev, on_read=on_read),
+        ev,
+        src.uri,
+        block_size=tune.block_size,
+        use_threads=tune.csv_threads,
     )
     batches = _reading(batches, src.uri)
     declared = arrow_schema(ev.schema)
@@ -345,6 +354,7 @@ def _run_leased(
             )
         stage("write")
         files = writer.close(empty_file=True)
+        pa.default_memory_pool().release_unused()  # hand the encoder's memory back before the catalog
         _verify(clients, ev, files)
         rows = sum(f.rows for f in files)
         log.info(

@@ -247,9 +247,9 @@ class S3MultipartWriter(io.RawIOBase):
         self._raise_part_error()
         self._buf += view
         self._written += len(view)
-        while len(self._buf) >= self._part_size:
-            chunk = bytes(self._buf[: self._part_size])
-            del self._buf[: self._part_size]
+        if len(self._buf) >= self._part_size:
+            # hand the whole buffer over as the part (no copy); parts may differ in size
+            chunk, self._buf = self._buf, bytearray()
             self._submit(chunk)
         return len(view)
 
@@ -268,7 +268,7 @@ class S3MultipartWriter(io.RawIOBase):
                 self._error = fut.exception()
                 raise self._error  # type: ignore[misc]
 
-    def _submit(self, chunk: bytes) -> None:
+    def _submit(self, chunk: bytes | bytearray) -> None:
         if self._upload_id is None:
             resp = self._s3.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
             self._upload_id = resp["UploadId"]
@@ -282,11 +282,16 @@ class S3MultipartWriter(io.RawIOBase):
         fut.add_done_callback(lambda _f: self._slots.release())
         self._parts.append(fut)
 
-    def _upload_part(self, number: int, chunk: bytes) -> dict[str, Any]:
+    def _upload_part(self, number: int, chunk: bytes | bytearray) -> dict[str, Any]:
         assert self._upload_id is not None
         extra = {k: v for k, v in self._extra.items() if k in ("SSECustomerKey", "ExpectedBucketOwner")}
         resp = self._s3.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=chunk, **extra
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=chunk,  # type: ignore[arg-type]  # botocore takes a bytearray as it is
+            **extra,
         )
         return {"PartNumber": number, "ETag": resp["ETag"]}
 
@@ -301,7 +306,7 @@ class S3MultipartWriter(io.RawIOBase):
                 )
             else:
                 if self._buf:
-                    self._submit(bytes(self._buf))
+                    self._submit(self._buf)
                 self._buf = bytearray()
                 parts = [f.result() for f in self._parts]
                 owner = {k: v for k, v in self._extra.items() if k == "ExpectedBucketOwner"}
