@@ -40,5 +40,12 @@ demo: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/python -m s3_parquet_assets.demo dev
 
+# Performance: this loader beside seed_lambda.py and arrow_stream.py (../shared/bench), 256 MiB and
+# 1 GiB, csv/gz/zip, plus the 1 MiB fixed-cost case. BENCH_MB=4096 make bench for the big case.
+BENCH_MB ?= 256,1024
+bench: $(STAMP)
+	BENCH_MB=$(BENCH_MB) $(BIN)/python benchmarks/run_bench.py --small
+	$(BIN)/python benchmarks/plot.py
+
 clean:
 	rm -rf $(VENV) deploy/build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,138 @@
+"""Run the shared load benchmark for this project's loader beside the baselines, in one run.
+
+usage: python benchmarks/run_bench.py [--mb 256,1024] [--fmt csv,gz,zip] [--small] [--out benchmarks]
+
+Each case runs ``../shared/bench/bench.sh MB FMT LOADER...`` (moto server on loopback, one staged
+export, the loader under /usr/bin/time -v) for ``s3-parquet-assets load --event``, ``seed_lambda.py``
+(the original algorithm) and ``arrow_stream.py`` (naive pyarrow streaming), and prints a table with
+wall time, peak RSS, rows and the ratios the performance issue targets. ``--small`` adds the 1 MiB
+fixed-cost case against ``get_only.py``. Results go to ``results.json`` and ``results.md``; ``plot.py``
+draws them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHARED = Path(os.environ.get("BENCH_SHARED", ROOT.parent / "shared" / "bench"))
+LINE = re.compile(r"wall=(?P<wall>[\d:.]+) max_rss_mb=(?P<rss>\d+) rows_out=(?P<rows>\d+)")
+
+
+def seconds(wall: str) -> float:
+    parts = [float(p) for p in wall.split(":")]
+    total = 0.0
+    for p in parts:
+        total = total * 60 + p
+    return total
+
+
+def harness() -> Path:
+    """bench.sh with its failure path fixed (``tail -5 a b`` is rejected by GNU tail)."""
+    text = (SHARED / "bench.sh").read_text().replace("tail -5", "tail -n 5")
+    work = Path(tempfile.mkdtemp(prefix="s3pa-bench-"))
+    for name in ("gen_csv.py", "seed_lambda.py", "arrow_stream.py", "get_only.py", "polars_stream.py"):
+        if (SHARED / name).exists():
+            shutil.copy(SHARED / name, work / name)
+    script = work / "bench.sh"
+    script.write_text(text)
+    script.chmod(0o755)
+    return script
+
+
+def run_case(script: Path, mb: float, fmt: str, loader: list[str]) -> dict[str, object]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(
+        ["bash", str(script), str(mb), fmt, *loader], capture_output=True, text=True, env=env, check=False
+    )
+    m = LINE.search(proc.stdout)
+    if not m:
+        return {"ok": False, "error": (proc.stdout + proc.stderr)[-800:]}
+    return {"ok": True, "wall": seconds(m["wall"]), "rss_mb": int(m["rss"]), "rows": int(m["rows"])}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", default=os.environ.get("BENCH_MB", "256,1024"))
+    ap.add_argument("--fmt", default=os.environ.get("BENCH_FMT", "csv,gz,zip"))
+    ap.add_argument("--small", action="store_true", help="add the 1 MiB fixed-cost case")
+    ap.add_argument("--loaders", default="ours,seed,arrow")
+    ap.add_argument("--out", default=str(HERE))
+    args = ap.parse_args()
+    script = harness()
+    bench_dir = script.parent
+    ours = shutil.which("s3-parquet-assets", path=str(Path(sys.executable).parent)) or "s3-parquet-assets"
+    loaders = {
+        "ours": [ours, "load", "--event"],
+        "seed": [sys.executable, str(bench_dir / "seed_lambda.py")],
+        "arrow": [sys.executable, str(bench_dir / "arrow_stream.py")],
+    }
+    chosen = [name for name in args.loaders.split(",") if name]
+    results: list[dict[str, object]] = []
+    cases = [(float(mb), fmt) for mb in args.mb.split(",") for fmt in args.fmt.split(",")]
+    if args.small:
+        cases.insert(0, (1.0, "csv"))
+    for mb, fmt in cases:
+        names = chosen if mb > 1 else ["ours", "get_only"]
+        for name in names:
+            loader = loaders.get(name) or [sys.executable, str(bench_dir / f"{name}.py")]
+            r = run_case(script, mb, fmt, loader)
+            r.update({"mb": mb, "fmt": fmt, "loader": name})
+            results.append(r)
+            shown = (
+                f"{r['wall']:.2f}s {r['rss_mb']} MB rows={r['rows']}" if r["ok"] else f"FAILED {r['error']}"
+            )
+            print(f"{mb:>6g} MB {fmt:<4} {name:<9} {shown}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    table = render(results)
+    (out / "results.md").write_text(table)
+    print()
+    print(table)
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def render(results: list[dict[str, object]]) -> str:
+    by = {(r["mb"], r["fmt"], r["loader"]): r for r in results if r["ok"]}
+    lines = [
+        "| MB | fmt | ours wall | ours RSS | seed wall | seed RSS | arrow wall | arrow RSS "
+        "| ours/arrow | ours/seed | rows |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mb, fmt in sorted({(r["mb"], r["fmt"]) for r in results if r["mb"] > 1}):  # type: ignore[operator]
+        o, s, a = by.get((mb, fmt, "ours")), by.get((mb, fmt, "seed")), by.get((mb, fmt, "arrow"))
+
+        def cell(r: dict[str, object] | None, key: str, fmt_: str) -> str:
+            return fmt_.format(r[key]) if r else "-"
+
+        ratio_a = f"{o['wall'] / a['wall']:.2f}" if o and a else "-"  # type: ignore[operator]
+        ratio_s = f"{o['wall'] / s['wall']:.2f}" if o and s else "-"  # type: ignore[operator]
+        rows = o["rows"] if o else "-"
+        lines.append(
+            f"| {mb:g} | {fmt} | {cell(o, 'wall', '{:.2f} s')} | {cell(o, 'rss_mb', '{} MB')} "
+            f"| {cell(s, 'wall', '{:.2f} s')} | {cell(s, 'rss_mb', '{} MB')} | {cell(a, 'wall', '{:.2f} s')} "
+            f"| {cell(a, 'rss_mb', '{} MB')} | {ratio_a} | {ratio_s} | {rows} |"
+        )
+    small_o, small_g = by.get((1.0, "csv", "ours")), by.get((1.0, "csv", "get_only"))
+    if small_o and small_g:
+        lines.append("")
+        lines.append(
+            f"1 MiB csv: ours {small_o['wall']:.2f} s vs get_only.py {small_g['wall']:.2f} s "
+            f"(ratio {small_o['wall'] / small_g['wall']:.2f}; target < 2)"  # type: ignore[operator]
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
