@@ -259,7 +259,7 @@ def iter_batches(
         raise LoadError("read", f"{uri}: the compressed data is corrupt or truncated ({exc})") from exc
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         stream.close()
-        raise _locate(open_stream, ev, uri, exc) from exc
+        raise _locate(open_stream, ev, uri, exc, block_size) from exc
     finally:
         stream.close()
 
@@ -295,8 +295,16 @@ def _first_bad(values: pa.Array, target: pa.DataType) -> int | None:
     return lo
 
 
-def _locate(open_stream: Callable[[], io.IOBase], ev: LoadEvent, uri: str, original: Exception) -> LoadError:
-    """Re-read the object as raw text, serially, to name the line and column of the bad value."""
+def _locate(
+    open_stream: Callable[[], io.IOBase],
+    ev: LoadEvent,
+    uri: str,
+    original: Exception,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> LoadError:
+    """Re-read the object as raw text, serially, to name the line and column of the bad value (or the row
+    longer than the read block, which the threaded parser cannot hold)."""
+    too_long = "straddl" in str(original)
     log.info("%s: a row failed (%s); re-reading to find its line", uri, original)
     raw = {c.name: pa.binary() for c in ev.schema}
     read, parse, convert = _options(ev, block_size=DEFAULT_BLOCK_SIZE, use_threads=False, types=raw)
@@ -305,6 +313,19 @@ def _locate(open_stream: Callable[[], io.IOBase], ev: LoadEvent, uri: str, origi
     stream = open_stream()
     try:
         for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
+            if too_long:
+                sizes = [pc.binary_length(batch.column(c.name)) for c in ev.schema]
+                width = sizes[0] if len(sizes) == 1 else pc.add(sizes[0], sizes[1])
+                for extra in sizes[2:]:
+                    width = pc.add(width, extra)
+                over = pc.indices_nonzero(pc.greater(width, block_size))
+                if len(over):
+                    n = over[0].as_py()
+                    return LoadError(
+                        "read",
+                        f"{uri}: line {_line_of(ev, rows + n)}: the row is {width[n].as_py()} bytes, longer "
+                        f"than the {block_size}-byte read block",
+                    )
             for col in ev.schema:
                 target = arrow_type(col.type)
                 bad = _first_bad(batch.column(col.name), target)
