@@ -68,6 +68,7 @@ def test_direct_event_runs_a_real_load_with_only_the_package_and_the_layer(
     for entry in run.sys_path:
         assert entry == str(code_dir) or entry.startswith((str(venv), run.base_prefix)), entry
     assert not any(".venv" in entry for entry in run.sys_path)
+    assert not list(venv.glob("lib/python*/site-packages/dagster*"))  # the layer has no dagster
     assert run.dagster_visible is False
     assert run.dagster_loaded_after == []  # not even dagster_pipes without a Pipes event
 
