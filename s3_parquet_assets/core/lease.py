@@ -86,6 +86,10 @@ class DayLease:
         self.lost: str | None = None
 
     @property
+    def _owner(self) -> dict[str, Any]:
+        return {k: v for k, v in self._extra.items() if k == "ExpectedBucketOwner"}
+
+    @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
@@ -125,7 +129,7 @@ class DayLease:
 
     def _take_over_if_expired(self) -> None:
         try:
-            current = self._s3.get_object(Bucket=self.bucket, Key=self.key)
+            current = self._s3.get_object(Bucket=self.bucket, Key=self.key, **self._owner)
             etag = str(current["ETag"])
             info = json.loads(current["Body"].read())
             expires = datetime.fromisoformat(str(info["expires_at"]))
@@ -192,7 +196,7 @@ class DayLease:
         if held is None:
             return
         try:
-            self._s3.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=held.etag)
+            self._s3.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=held.etag, **self._owner)
         except ClientError as exc:  # expired and taken over, or already gone: nothing of ours to remove
             log.warning("could not release lease %s: %s", self.uri, exc)
 

@@ -151,18 +151,19 @@ def _verify(clients: AwsClients, ev: LoadEvent, files: list[WrittenFile]) -> Non
             )
 
 
-def _list_keys(clients: AwsClients, bucket: str, prefix: str) -> Iterator[str]:
-    for page in clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+def _list_keys(clients: AwsClients, bucket: str, prefix: str, owner: Mapping[str, Any]) -> Iterator[str]:
+    pages = clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, **owner)
+    for page in pages:
         for obj in page.get("Contents", []):
             yield obj["Key"]
 
 
-def _delete_keys(clients: AwsClients, bucket: str, keys: list[str]) -> int:
+def _delete_keys(clients: AwsClients, bucket: str, keys: list[str], owner: Mapping[str, Any]) -> int:
     removed = 0
     for start in range(0, len(keys), 1000):
         chunk = keys[start : start + 1000]
         resp = clients.s3.delete_objects(
-            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+            Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}, **owner
         )
         errors = resp.get("Errors", [])
         if errors:
@@ -183,15 +184,15 @@ def cleanup_day(clients: AwsClients, ev: LoadEvent, keep_prefix: str | None) -> 
     whose answer was lost and retried). Returns the number of objects removed."""
     stale = [
         k
-        for k in _list_keys(clients, ev.bucket_dstn, ev.day_prefix)
+        for k in _list_keys(clients, ev.bucket_dstn, ev.day_prefix, _owner(ev))
         if keep_prefix is None or not k.startswith(keep_prefix)
     ]
-    removed = _delete_keys(clients, ev.bucket_dstn, stale)
+    removed = _delete_keys(clients, ev.bucket_dstn, stale, _owner(ev))
     paginator = clients.s3.get_paginator("list_multipart_uploads")
-    for page in paginator.paginate(Bucket=ev.bucket_dstn, Prefix=ev.day_prefix):
+    for page in paginator.paginate(Bucket=ev.bucket_dstn, Prefix=ev.day_prefix, **_owner(ev)):
         for upload in page.get("Uploads", []):
             clients.s3.abort_multipart_upload(
-                Bucket=ev.bucket_dstn, Key=upload["Key"], UploadId=upload["UploadId"]
+                Bucket=ev.bucket_dstn, Key=upload["Key"], UploadId=upload["UploadId"], **_owner(ev)
             )
             log.info("aborted stale multipart upload of s3://%s/%s", ev.bucket_dstn, upload["Key"])
     if removed:
@@ -202,7 +203,8 @@ def cleanup_day(clients: AwsClients, ev: LoadEvent, keep_prefix: str | None) -> 
 def _discard(clients: AwsClients, ev: LoadEvent, prefix: str) -> None:
     """Best-effort removal of a failed load's own folder (a kill leaves it to the next load)."""
     try:
-        _delete_keys(clients, ev.bucket_dstn, list(_list_keys(clients, ev.bucket_dstn, prefix)))
+        keys = list(_list_keys(clients, ev.bucket_dstn, prefix, _owner(ev)))
+        _delete_keys(clients, ev.bucket_dstn, keys, _owner(ev))
     except Exception as exc:  # the failure being reported matters more; next load cleans up
         log.warning("could not remove s3://%s/%s after the failure: %s", ev.bucket_dstn, prefix, exc)
 

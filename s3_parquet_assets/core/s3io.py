@@ -335,7 +335,10 @@ class S3MultipartWriter(io.RawIOBase):
                 fut.exception()
         if self._upload_id is not None:
             try:
-                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self._upload_id)
+                owner = {k: v for k, v in self._extra.items() if k == "ExpectedBucketOwner"}
+                self._s3.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, **owner
+                )
             except ClientError as exc:  # the next load's cleanup aborts leftovers under the day
                 log.warning("could not abort multipart upload of %s: %s", self.uri, exc)
         self._finish()
