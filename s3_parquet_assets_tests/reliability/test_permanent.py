@@ -203,9 +203,12 @@ def test_partition_created_by_someone_else_just_before_the_flip(lake: Lake) -> N
         assert "already" in out["body"].lower()
 
 
-def test_glue_throttling_is_retried(lake: Lake) -> None:
-    """ThrottlingException on Glue calls, from the loader's own client and from awswrangler's."""
-    previous_day(lake)
+@pytest.mark.parametrize("first", [False, True], ids=["replace", "first-load"])
+def test_glue_throttling_is_retried(lake: Lake, first: bool) -> None:
+    """ThrottlingException on the first call of every Glue operation, from the loader's own client and
+    from awswrangler's (CreateTable, BatchCreatePartition on a first load)."""
+    if not first:
+        previous_day(lake)
     lake.put(KEY, csv_rows(90, start=300))
     sess = session()
     ops = (
@@ -216,12 +219,15 @@ def test_glue_throttling_is_retried(lake: Lake) -> None:
         "UpdatePartition",
         "UpdateTable",
         "CreateTable",
+        "BatchCreatePartition",
     )
     flaky = Flaky(dict.fromkeys(ops, ("throttle",)), rate=0.0, service="glue", seed=3).install(sess)
 
     out = load(lake, sess)
 
     assert out["statusCode"] == 200, out
-    assert {op for op, _ in flaky.injected} >= {"GetDatabase", "GetTable", "GetPartitions", "UpdatePartition"}
+    must = {"GetDatabase", "GetTable", "GetPartitions"}
+    must |= {"CreateTable", "BatchCreatePartition"} if first else {"UpdatePartition"}
+    assert {op for op, _ in flaky.injected} >= must
     assert lake.read_catalog() == by_id(rows_of(90, start=300))
     assert_clean_day(lake, DAY, out["result"])
