@@ -217,11 +217,16 @@ def _settings_env(event: Mapping[str, Any], start_date: str) -> dict[str, str]:
 
 
 def _on_sigterm() -> None:
+    """SIGTERM stops the demo like Ctrl-C. SIGINT gets Python's handler even when this process was
+    started with SIGINT ignored (a background job): children then start with the default action,
+    and ``dagster dev``, which maps SIGTERM to its SIGINT handler, can be stopped."""
+
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     with contextlib.suppress(ValueError):  # not the main thread
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _materialize(days: list[str]) -> Any:
@@ -379,7 +384,7 @@ def run_dev(port: int = 3000, days: int = 7) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="s3pa-dev-"))
     home = workdir / "dagster_home"
     home.mkdir()
-    proc: subprocess.Popen[bytes] | None = None
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n", encoding="utf-8")
     try:
         with Emulator.running(workdir) as emu, _environ(emu.env(), drop=_AWS_DROP):
             day_list = demo_days(days)
@@ -392,31 +397,37 @@ def run_dev(port: int = 3000, days: int = 7) -> int:
             print(f"moto server on {emu.endpoint}; exports for {day_list[0]}..{day_list[-1]} staged")
             print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it and the emulator)")
             dagster = str(Path(sys.executable).parent / "dagster")
+            # its own process group, so that stopping it reaches the webserver, daemon and code server
             proc = subprocess.Popen(
-                [
-                    dagster,
-                    "dev",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-m",
-                    "s3_parquet_assets.defs.definitions",
-                ],
+                [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", DEFS_MODULE],
                 env=env,
+                start_new_session=True,
             )
-            return proc.wait()
+            try:
+                return proc.wait()
+            finally:
+                _stop_group(proc)
     except KeyboardInterrupt:
         return 0
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process group ``proc`` leads (dagster dev shuts its children down), then
+    SIGKILL to whatever of the group is left."""
+    for sig, grace in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            continue
+        if sig == signal.SIGTERM:
+            time.sleep(1)  # let the children finish their own shutdown
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        return
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,6 +122,9 @@ def dagster_dev(aws: str, tmp_path: Path) -> Iterator[tuple[UI, subprocess.Popen
     port = free_port()
     log = tmp_path / "dagster_dev.log"
     dagster = str(Path(sys.executable).parent / "dagster")
+    # dagster dev maps SIGTERM to its SIGINT handler: give it the default SIGINT action even when this
+    # test runs with SIGINT ignored (a background job), so that SIGTERM stops it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "s3_parquet_assets.defs.definitions"],
@@ -131,6 +134,7 @@ def dagster_dev(aws: str, tmp_path: Path) -> Iterator[tuple[UI, subprocess.Popen
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the webserver, daemon and code server
         )
+    signal.signal(signal.SIGINT, previous)
     try:
         yield UI(port), proc, log
     finally:
