@@ -85,7 +85,7 @@ def test_settings_are_the_lambda_event() -> None:
 
 
 def test_schedule_requests_yesterday(defs: Definitions) -> None:
-    schedule = defs.get_schedule_def("load_yesterday")
+    schedule = defs.resolve_schedule_def("load_yesterday")
     assert schedule.cron_schedule == "0 6 * * *"
     ctx = build_schedule_context(scheduled_execution_time=datetime(2024, 3, 2, 6, 0, tzinfo=UTC))
     data = schedule.evaluate_tick(ctx)
@@ -102,7 +102,7 @@ def test_day_of_key() -> None:
 
 
 def _evaluate(defs: Definitions, cursor: str | None) -> SensorResult:
-    sensor = defs.get_sensor_def("new_source_objects")
+    sensor = defs.resolve_sensor_def("new_source_objects")
     resources = {"s3": defs.resources["s3"], "load_settings": defs.resources["load_settings"]}
     with build_sensor_context(cursor=cursor, resources=resources, definitions=defs) as ctx:
         result = sensor(ctx)
