@@ -97,6 +97,7 @@ class _DayOutcome:
     error: str | None = None
     ev: LoadEvent | None = None
     result: LoadResult | None = None
+    state: DayState | None = None  # the day as inspected for a skip (reused by the checks)
 
 
 def _version_tags(etag: str, *, upstream: AssetKey | None = None) -> dict[str, str]:
@@ -218,7 +219,7 @@ class _DayRunner:
                 f"for {out.day}; nothing to do (set force: true to reload)"
             )
             log.info(f"{out.day}: skip: {reason}")
-            state = inspect_day(self.clients, ev)
+            state = out.state = inspect_day(self.clients, ev)
             out.events.append(
                 AssetMaterialization(
                     TABLE,
@@ -291,7 +292,7 @@ def _check_events(
         rows = _meta_text(record, "rows")
         expected_rows = int(rows) if rows is not None else None
         expected_load_id = _meta_text(record, "load_id")
-    state = inspect_day(clients, ev)
+    state = outcome.state or inspect_day(clients, ev)
     target = (
         AssetCheckEvaluationTargetMaterializationData(
             storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
