@@ -1,0 +1,55 @@
+"""Peak memory stays bounded by the block sizes, not the export size (catches a regression to reading
+the whole object or the whole table). Measured in a subprocess of its own, no timing assertions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from .conftest import ROOT
+from .helpers import Lake, event, noisy_rows
+
+# Small blocks, row groups and parts, so a streaming load of 64 MiB holds a few MiB at a time while
+# any whole-object or whole-table read would hold well over 100 MiB more than a 1 MiB load.
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would report the pytest parent.
+PROBE = """
+import json, sys
+from s3_parquet_assets.core import Tuning, handle_event
+tuning = Tuning(block_size=1 << 20, row_group_bytes=8 << 20, part_size=5 << 20, max_in_flight=2)
+out = handle_event(json.loads(sys.argv[1]), tuning=tuning)
+hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"status": out["statusCode"], "rows": out.get("result", {}).get("rows"),
+                  "body": out["body"], "maxrss_kb": hwm}))
+"""
+
+
+def _peak(ev: dict) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(ev)],
+        cwd=ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_peak_rss_is_flat_in_the_export_size(lake: Lake) -> None:
+    small = noisy_rows(20_000)  # ~1 MiB
+    lake.put("exports/20240115/sales.csv", small)
+    lake.put("exports/20240116/sales.csv", noisy_rows(1_300_000))  # ~64 MiB
+    base = _peak(event(data_ref="20240115"))
+    big = _peak(event(data_ref="20240116"))
+    assert base["status"] == 200, base
+    assert big["status"] == 200, big
+    assert big["rows"] == 1_300_000
+    grown_mb = (big["maxrss_kb"] - base["maxrss_kb"]) / 1024
+    print(f"base {base['maxrss_kb'] >> 10} MiB, 64 MiB export {big['maxrss_kb'] >> 10} MiB")
+    # streaming: a few blocks, one row group and two parts in flight; a whole-object read alone is 64 MiB
+    assert grown_mb < 96, f"peak RSS grew by {grown_mb:.0f} MiB from a 1 MiB to a 64 MiB export"
+    assert big["maxrss_kb"] / 1024 < 400, big
