@@ -210,7 +210,9 @@ def _options(
         use_threads=use_threads,
         encoding=ev.encoding,
     )
-    parse = pacsv.ParseOptions(delimiter=ev.delimiter, quote_char=ev.quotechar)
+    # newlines_in_values: a quoted value may hold line breaks (pandas, which the original used, reads
+    # them); without it a block boundary inside such a value fails the load ("out of sync with chunker").
+    parse = pacsv.ParseOptions(delimiter=ev.delimiter, quote_char=ev.quotechar, newlines_in_values=True)
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, check_utf8=True)
     return read, parse, convert
 
