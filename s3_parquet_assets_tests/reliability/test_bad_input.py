@@ -394,3 +394,18 @@ def test_ten_mb_single_valid_line_loads_or_fails_cleanly(lake: Lake) -> None:
         assert f"{URI}sales.csv" in out["body"]
         assert "line 1" in out["body"]
         assert snapshot(lake) == before
+
+
+def test_quoted_line_breaks_across_read_blocks_load_exactly(lake: Lake) -> None:
+    """Not bad input: a well-formed export whose quoted values hold line breaks, several read blocks
+    long, so block boundaries fall inside quoted values. It must load exactly, not fail."""
+    n = 40_000
+    body = "".join(f'{i},"line one of {i}\nline two, with a comma",{i}.5\n' for i in range(n)).encode()
+    assert len(body) > 2 * 1024 * 1024  # more than two of the suite's 1 MiB read blocks
+    lake.put(P + "sales.csv", body)
+    out = load(lake)
+    assert out["statusCode"] == 200, out
+    rows = lake.read_catalog()
+    assert len(rows) == n
+    assert all(r["customer"] == f"line one of {r['id']}\nline two, with a comma" for r in rows)
+    assert all(r["amount"] == f"{r['id']}.5" for r in rows)
