@@ -7,14 +7,12 @@ fast path keeps pyarrow's threaded, typed CSV parser).
 
 from __future__ import annotations
 
-import gzip
 import importlib
 import io
 import logging
 import re
 import threading
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +22,7 @@ import pyarrow.csv as pacsv
 
 from .errors import LoadError
 from .event import Column, LoadEvent, validate_glue_name
+from .inflate import DECOMPRESS_ERRORS, gzip_reader, open_zip_member
 from .s3io import S3SeekableReader, S3StreamReader
 from .source import SourceObject
 
@@ -143,14 +142,14 @@ def open_source(
         else:
             member = names[0]
         try:
-            return archive.open(member)  # type: ignore[return-value]
-        except (zipfile.BadZipFile, NotImplementedError, RuntimeError) as exc:
+            return open_zip_member(archive, raw, member)
+        except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
             raise LoadError("read", f"{src.uri}: cannot open zip member {member!r}: {exc}") from exc
     stream = S3StreamReader(
         s3, src.bucket, src.key, etag=src.etag, size=src.size, extra=_extra(ev), on_read=on_read
     )
     if key.endswith((".gz", ".gzip")):
-        return gzip.GzipFile(fileobj=stream, mode="rb")
+        return gzip_reader(stream)
     return stream
 
 
@@ -217,7 +216,7 @@ def _options(
     return read, parse, convert
 
 
-_DECOMPRESS_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile)
+_DECOMPRESS_ERRORS = DECOMPRESS_ERRORS
 
 
 def iter_batches(
