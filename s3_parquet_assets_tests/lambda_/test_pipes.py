@@ -12,9 +12,9 @@ import pytest
 from dagster import (
     AssetKey,
     AssetMaterialization,
+    AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
-    EventRecordsFilter,
     materialize,
 )
 from dagster_pipes import encode_param
@@ -146,9 +146,7 @@ def settings(**extra: Any) -> LoadSettings:
 
 
 def table_materializations(instance: DagsterInstance) -> dict[str, Any]:
-    records = instance.get_event_records(
-        EventRecordsFilter(event_type=DagsterEventType.ASSET_MATERIALIZATION, asset_key=TABLE)
-    )
+    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=TABLE), limit=100).records
     out = {}
     for rec in records:
         mat = rec.asset_materialization
