@@ -227,7 +227,8 @@ def test_function_settings() -> None:
     template = load_template()
     fn = template["Resources"]["LoadFunction"]["Properties"]
     assert fn["Runtime"] == "python3.12"
-    assert fn["Architectures"] == ["arm64"]
+    assert fn["Architectures"] == [{"Ref": "Architecture"}]
+    assert template["Parameters"]["Architecture"]["Default"] == "arm64"
     assert fn["Handler"] == "s3_parquet_assets.lambda_handler.handler"
     assert fn["CodeUri"] == "build/s3_parquet_assets_lambda.zip"
     assert fn["MemorySize"] == {"Ref": "MemorySize"}
@@ -239,6 +240,8 @@ def test_function_settings() -> None:
     resolve = Resolver(template, parameters(template))
     (layer,) = resolve(fn["Layers"])
     assert layer == "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312-Arm64:26"
+    x86 = Resolver(template, parameters(template, Architecture="x86_64"))(fn["Layers"])
+    assert x86 == ["arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312:26"]
     mine = "arn:aws:lambda:us-east-1:111111111111:layer:pandas:3"
     assert Resolver(template, parameters(template, LayerArn=mine))(fn["Layers"]) == [mine]
     env = resolve(fn["Environment"]["Variables"])
