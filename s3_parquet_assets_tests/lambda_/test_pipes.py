@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -258,3 +259,26 @@ def test_log_result_is_a_4kb_tail(fake_lambda: PackagedLambda, lake: Lake) -> No
     resp = fake_lambda.invoke(FunctionName="f", Payload=json.dumps(event()), LogType="Tail")
     assert len(base64.b64decode(resp["LogResult"])) <= LOG_TAIL_BYTES
     assert json.loads(resp["Payload"].read())["statusCode"] == 200
+
+
+def test_s3_message_channel(packaged: PackagedLambda, lake: Lake) -> None:
+    """With PipesS3ContextInjector / PipesS3MessageReader on the Dagster side, the context is read from
+    and the messages are written to S3 (no 4 KB limit)."""
+    lake.put(f"exports/{DAY}/sales_1.csv", csv_rows(9))
+    context = json.loads(zlib.decompress(base64.b64decode(pipes_params()["DAGSTER_PIPES_CONTEXT"])))["data"]
+    lake.put("pipes/ctx/context.json", json.dumps(context).encode(), bucket="dst-bucket")
+    params = {
+        "DAGSTER_PIPES_CONTEXT": encode_param({"bucket": "dst-bucket", "key": "pipes/ctx/context.json"}),
+        "DAGSTER_PIPES_MESSAGES": encode_param({"bucket": "dst-bucket", "key_prefix": "pipes/msgs"}),
+    }
+    inv = packaged.invoke_one({**event(), **params})
+    assert inv.payload["statusCode"] == 200, inv.payload
+    assert tail_messages(inv) == []  # nothing in the log
+    chunks = [
+        lake.clients.s3.get_object(Bucket="dst-bucket", Key=k)["Body"].read().decode()
+        for k in lake.keys("pipes/msgs/")
+    ]
+    messages = [json.loads(line) for chunk in chunks for line in chunk.splitlines() if line.strip()]
+    assert [m["method"] for m in messages] == ["opened", "report_asset_materialization", "closed"]
+    assert messages[1]["params"]["data_version"] == inv.payload["result"]["etag"]
+    assert messages[1]["params"]["metadata"]["rows"]["raw_value"] == 9
