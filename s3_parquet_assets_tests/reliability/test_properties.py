@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from s3_parquet_assets.core import AwsClients, LoadError, LoadEvent, handle_event, make_clients, parse_event
 from s3_parquet_assets.core.event import _FIELDS
 
-from ..helpers import DAY, SRC, TYPED, Lake, csv_rows, event
+from ..helpers import DAY, SRC, TYPED, Lake, csv_rows, event, gz, zipped
 from .support import TUNE, day_versions, reset_moto, snapshot
 
 KEY = f"exports/{DAY}/sales.csv"
@@ -157,9 +157,14 @@ cell = st.text(
 )
 
 
-def write_csv(rows: list[list[str]], delimiter: str) -> bytes:
+# How the export is written. A value holding a bare CR must be quoted to be well formed: the csv module
+# quotes only characters of its line terminator, so "\n" endings go with quoting everything.
+STYLES = [("\r\n", csv.QUOTE_MINIMAL), ("\r\n", csv.QUOTE_ALL), ("\n", csv.QUOTE_ALL)]
+
+
+def write_csv(rows: list[list[str]], delimiter: str, style: tuple[str, int] = STYLES[0]) -> bytes:
     buf = io.StringIO()
-    csv.writer(buf, delimiter=delimiter, lineterminator="\n").writerows(rows)
+    csv.writer(buf, delimiter=delimiter, lineterminator=style[0], quoting=style[1]).writerows(rows)
     return buf.getvalue().encode()
 
 
@@ -168,13 +173,14 @@ def write_csv(rows: list[list[str]], delimiter: str) -> bytes:
     rows=st.lists(st.lists(cell, min_size=3, max_size=3), min_size=1, max_size=40),
     delimiter=st.sampled_from([",", ";", "|", "\t"]),
     header=st.booleans(),
+    style=st.sampled_from(STYLES),
 )
 def test_any_well_formed_csv_loads_exactly(
-    shared: tuple[str, AwsClients], rows: list[list[str]], delimiter: str, header: bool
+    shared: tuple[str, AwsClients], rows: list[list[str]], delimiter: str, header: bool, style: Any
 ) -> None:
     schema = ["id", "customer", "amount"]
     lake, _ = fresh(shared, schema)
-    body = write_csv(([schema] if header else []) + rows, delimiter)
+    body = write_csv(([schema] if header else []) + rows, delimiter, style)
     lake.put(KEY, body)
 
     out = handle_event(event(schema=schema, delimiter=delimiter, header=header), lake.clients, tuning=TUNE)
@@ -198,25 +204,33 @@ def mutate(data: bytes, edits: list[tuple[int, bytes]]) -> bytes:
 noise = st.sampled_from([b",", b'"', b"\n", b"\r", b"\xff", b"\xc3", b"x", b"-1e999", b"", b"\x00", b",,,"])
 
 
+EDITS = st.lists(st.tuples(st.integers(0, 10_000), noise), min_size=1, max_size=4)
+CONTAINERS = {"sales.csv": lambda b: b, "sales.csv.gz": gz, "sales.zip": lambda b: zipped({"sales.csv": b})}
+
+
 @SLOW
 @given(
-    body=st.one_of(
-        st.binary(max_size=300),
-        st.builds(
-            mutate,
-            st.just(csv_rows(30)),
-            st.lists(st.tuples(st.integers(0, 10_000), noise), min_size=1, max_size=4),
-        ),
-    ),
+    name=st.sampled_from(sorted(CONTAINERS)),
+    body=st.one_of(st.binary(max_size=300), st.builds(mutate, st.just(csv_rows(30)), EDITS)),
+    wrap=st.sampled_from(["raw", "wrapped", "wrapped-then-mutated"]),
+    edits=EDITS,
     typed=st.booleans(),
 )
 def test_any_bytes_load_exactly_or_fail_cleanly(
-    shared: tuple[str, AwsClients], body: bytes, typed: bool
+    shared: tuple[str, AwsClients], name: str, body: bytes, wrap: str, edits: Any, typed: bool
 ) -> None:
+    """Any bytes (noise, or a valid export with a few bytes inserted), as a plain, gzip or zip object,
+    possibly damaged after compression."""
     schema: Any = TYPED if typed else ["id", "customer", "amount"]
     lake, _ = fresh(shared, schema)
     served = lake.read_catalog()
-    lake.put(KEY, body)
+    if wrap != "raw":
+        body = CONTAINERS[name](body)
+    if wrap == "wrapped-then-mutated":
+        body = mutate(body, edits)
+    key = f"exports/{DAY}/{name}"
+    lake.clients.s3.delete_object(Bucket=SRC, Key=KEY)
+    lake.put(key, body)
     before = snapshot(lake)
 
     out = handle_event(event(schema=schema), lake.clients, tuning=TUNE)
@@ -229,6 +243,6 @@ def test_any_bytes_load_exactly_or_fail_cleanly(
         assert lake.multipart_uploads() == []
     else:
         assert out["stage"] == "read", out
-        assert f"s3://{SRC}/{KEY}" in out["body"]
+        assert f"s3://{SRC}/{key}" in out["body"]
         assert snapshot(lake) == before
         assert lake.read_catalog() == served
