@@ -175,9 +175,26 @@ class DayLease:
                 try:
                     self._held = self._put({"IfMatch": self._held.etag})
                 except ClientError as exc:
+                    if _code(exc) in _CONFLICT and self._still_ours():
+                        continue
                     self.lost = f"lease {self.uri} was lost: {exc}"
                     log.error(self.lost)
                     return
+
+    def _still_ours(self) -> bool:
+        """After a renewal met another ETag: if the lease still names this load, the renewal itself was
+        carried out and only its answer was lost (then retried): adopt the current ETag and go on."""
+        try:
+            current = self._s3.get_object(Bucket=self.bucket, Key=self.key, **self._owner)
+            info = json.loads(current["Body"].read())
+            expires = datetime.fromisoformat(str(info["expires_at"]))
+        except (ClientError, ValueError, KeyError):
+            return False
+        if info.get("load_id") != self.load_id:
+            return False
+        self._held = _Held(etag=str(current["ETag"]), expires_at=expires)
+        log.info("lease %s: a renewal's answer was lost; it holds, renewing on", self.uri)
+        return True
 
     def check(self) -> None:
         """Fail if the lease was lost (checked before the swap, so a load never flips without it)."""
