@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ConnectionClosedError
+from botocore.httpsession import URLLib3Session
 
 from s3_parquet_assets.core import Tuning, handle_event, make_clients
 
@@ -213,3 +215,38 @@ def test_a_load_that_loses_its_lease_never_flips(lake: Lake) -> None:
     # the taker's lease is not removed by the loser
     lease = json.loads(lake.clients.s3.get_object(Bucket=DST, Key=LEASE)["Body"].read())
     assert lease["load_id"] == "the-taker"
+
+
+def test_a_renewal_whose_answer_is_lost_keeps_the_lease(lake: Lake) -> None:
+    """A renewal is carried out but its answer is lost; botocore retries it and meets the lease this
+    load itself just renewed (new ETag). That is not a lost lease: renewals go on, the load finishes
+    and releases the lease."""
+    lake.put(KEY, csv_rows(50))
+    sess = session()
+    http = URLLib3Session()
+    renewals: list[str] = []
+    renewing_on = threading.Event()
+
+    def lose_first_renewal(request: Any, **_kw: Any) -> None:
+        if "/_leases/" not in request.url or "If-Match" not in request.headers:
+            return
+        renewals.append(request.url)
+        if len(renewals) == 1:
+            http.send(request).content  # the server renews; the answer never arrives
+            raise ConnectionClosedError(endpoint_url=request.url, request=request)
+        if len(renewals) >= 3:  # the retry, then a later renewal: the lease was kept
+            renewing_on.set()
+
+    def stall_before_swap(**_kw: Any) -> None:
+        renewing_on.wait(timeout=10)
+
+    sess.events.register("before-send.s3.PutObject", lose_first_renewal)
+    sess.events.register("before-call.glue.GetPartitions", stall_before_swap)
+    tuning = Tuning(part_size=TUNE.part_size, row_group_rows=TUNE.row_group_rows, lease_ttl_seconds=1.5)
+
+    out = handle_event(event(), make_clients(sess), tuning=tuning)
+
+    assert len(renewals) >= 3
+    assert out["statusCode"] == 200, out
+    assert lake.read_catalog() == by_id(rows_of(50))
+    assert_clean_day(lake, DAY, out["result"])  # the lease was released, not left to expire
