@@ -20,6 +20,7 @@ __all__ = [
     "ensure_database",
     "flip_partitions",
     "partition_state",
+    "table_is_current",
     "upsert_table",
 ]
 
@@ -55,12 +56,13 @@ def check_table(
     table: str,
     partition_cols: tuple[str, ...],
     columns_types: Mapping[str, str] | None = None,
-) -> None:
+) -> dict[str, Any] | None:
     """Fail early (before reading anything) if an existing table is partitioned differently, or declares
-    a column with another type. New columns are fine: they are added to the table."""
+    a column with another type. New columns are fine: they are added to the table. Returns the table
+    definition (``None``: no table yet)."""
     found = _table(glue, database, table)
     if found is None:
-        return
+        return None
     keys = [k["Name"] for k in found.get("PartitionKeys", [])]
     if keys != list(partition_cols):
         raise LoadError(
@@ -77,6 +79,19 @@ def check_table(
                 f"column {name!r} is {old} in Glue table {database}.{table}, "
                 f"but the schema declares {glue_type}",
             )
+    return found
+
+
+def table_is_current(found: Mapping[str, Any] | None, columns_types: Mapping[str, str]) -> bool:
+    """Whether an existing table definition already holds every column with its type (then there is
+    nothing to create or add, and the catalog step needs no table write)."""
+    if found is None:
+        return False
+    existing = {
+        c["Name"]: str(c.get("Type", "")).replace(" ", "").lower()
+        for c in found.get("StorageDescriptor", {}).get("Columns", [])
+    }
+    return all(existing.get(n) == t.replace(" ", "").lower() for n, t in columns_types.items())
 
 
 def upsert_table(
@@ -157,7 +172,6 @@ def flip_partitions(
     with awswrangler; one the new load no longer has is removed. ``parameters`` (per partition) are
     stored on the partition: the loader records the source object and load id there.
     """
-    import awswrangler as wr
 
     def move(values: tuple[str, ...], location: str, params: dict[str, str]) -> None:
         current = glue.get_partition(DatabaseName=database, TableName=table, PartitionValues=list(values))
@@ -182,6 +196,8 @@ def flip_partitions(
             if values in old:
                 move(values, location, params)
             else:
+                import awswrangler as wr
+
                 wr.catalog.add_parquet_partitions(
                     database=database,
                     table=table,

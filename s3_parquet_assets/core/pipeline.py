@@ -15,8 +15,12 @@ unregistered folder that the next load's step 4 removes.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import itertools
 import logging
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -225,6 +229,26 @@ def _peek(batches: Iterator[pa.RecordBatch]) -> tuple[pa.RecordBatch | None, Ite
     return first, itertools.chain([first], batches)
 
 
+_prefetched = threading.Event()
+# Below this size the load is over before the import would be; importing on a side thread then only
+# competes for the GIL (measured: a 1 MiB load took 0.71 s with the prefetch, 0.65 s without).
+PREFETCH_MIN_BYTES = 32 * 1024 * 1024
+
+
+def _prefetch_catalog_library() -> None:
+    """Import awswrangler (and pandas, ~0.3 s) on a side thread while the load does its I/O, so the
+    catalog step does not wait for it; the import lock makes the later ``import`` wait if needed."""
+    if _prefetched.is_set() or "awswrangler" in sys.modules:
+        return
+    _prefetched.set()
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the catalog step imports it again and reports failures
+            importlib.import_module("awswrangler")
+
+    threading.Thread(target=load, name="prefetch-awswrangler", daemon=True).start()
+
+
 def run_load(
     ev: LoadEvent,
     clients: AwsClients,
@@ -268,7 +292,12 @@ def _run(
     stage("catalog")
     catalog.ensure_database(clients.glue, ev.database)
     declared_columns = None if transform else {c.name: c.glue_type for c in ev.data_columns}
-    catalog.check_table(clients.glue, ev.database, ev.table, ev.partitions_cols, declared_columns)
+    table_def = catalog.check_table(clients.glue, ev.database, ev.table, ev.partitions_cols, declared_columns)
+    needs_wrangler = (
+        declared_columns is None
+        or not catalog.table_is_current(table_def, declared_columns)
+        or not catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
+    )
 
     stage("lock")
     lease = DayLease(
@@ -281,7 +310,9 @@ def _run(
     )
     lease.acquire()
     try:
-        return _run_leased(ev, clients, load_id, tune, source, started, stage, transform, lease)
+        return _run_leased(
+            ev, clients, load_id, tune, source, started, stage, transform, lease, table_def, needs_wrangler
+        )
     finally:
         lease.release()
 
@@ -296,11 +327,16 @@ def _run_leased(
     stage: _Stages,
     transform: Callable[[Any], Any] | None,
     lease: DayLease,
+    table_def: dict[str, Any] | None,
+    needs_wrangler: bool,
 ) -> LoadResult:
     stage("list")
     src = source or find_latest(
         clients.s3, ev.bucket_src, ev.source_prefix, ev.substr, expected_bucket_owner=ev.expected_bucket_owner
     )
+
+    if needs_wrangler and src.size >= PREFETCH_MIN_BYTES:
+        _prefetch_catalog_library()  # the catalog step will create or register with awswrangler
 
     stage("read")
     bytes_read = 0
@@ -374,9 +410,10 @@ def _run_leased(
                 declared_types[col] if transform is None else glue_type_of(declared.field(col).type)
             )
         table_location = f"s3://{ev.bucket_dstn}/{ev.table_root}/"
-        catalog.upsert_table(
-            clients.session, ev.database, ev.table, table_location, columns_types, partitions_types
-        )
+        if not catalog.table_is_current(table_def, columns_types):
+            catalog.upsert_table(
+                clients.session, ev.database, ev.table, table_location, columns_types, partitions_types
+            )
         old = catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
 
         stage("swap")
