@@ -88,6 +88,7 @@ class Flaky:
     seed: int = 7
     max_streak: int = 2
     always_first: bool = True
+    first_kind: str = ""  # the kind the first request of an operation gets (when listed for it)
     service: str = "s3"
     injected: Counter[tuple[str, str]] = field(default_factory=Counter)
     seen: Counter[str] = field(default_factory=Counter)
@@ -119,6 +120,8 @@ class Flaky:
                 and (first or self._rng.random() < self.rate)
             )
             kind = self._rng.choice(kinds) if fire and kinds else ""
+            if fire and first and kinds and self.first_kind in kinds:
+                kind = self.first_kind
             if fire:
                 self.injected[(op, kind)] += 1
         if not fire:
