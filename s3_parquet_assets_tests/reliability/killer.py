@@ -2,8 +2,10 @@
 
 usage: python -m s3_parquet_assets_tests.reliability.killer POINT NTH '<event json>'
 
-POINT is a botocore event name (``before-call.s3.UploadPart``: killed the NTH time it fires) or
-``read-bytes`` (killed once NTH bytes of the source body have been read: mid-read). Endpoint and
+POINT is a botocore event name (``before-call.s3.UploadPart``: killed the NTH time it fires), optionally
+``EVENT@after=OTHER`` (count EVENT only once OTHER has fired: a point pinned to a phase of the load
+whatever calls come before it), or ``read-bytes`` (killed once NTH bytes of the source body have been
+read: mid-read). Endpoint and
 credentials come from the environment. The lease is short so the rerun can take it over soon.
 """
 
@@ -53,11 +55,31 @@ def kill_mid_read(session: boto3.Session, limit: int) -> None:
     session.events.register("after-call.s3.GetObject", hook)
 
 
+def kill_after(session: boto3.Session, event_name: str, nth: int, after: str) -> None:
+    armed: list[int] = []
+    seen: list[int] = []
+
+    def arm(**_kw: Any) -> None:
+        armed.append(1)
+
+    def hook(**_kw: Any) -> None:
+        if armed:
+            seen.append(1)
+            if len(seen) == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    session.events.register(after, arm)
+    session.events.register(event_name, hook)
+
+
 def main() -> int:
     point, nth, raw = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     session = boto3.Session()
     if point == "read-bytes":
         kill_mid_read(session, nth)
+    elif "@after=" in point:
+        event_name, after = point.split("@after=", 1)
+        kill_after(session, event_name, nth, after)
     else:
         install_kill(session, point, nth)
     tuning = Tuning(

@@ -69,6 +69,10 @@ def glue_throttle_response(url: str) -> AWSResponse:
 
 KINDS = ("503", "500", "reset", "refused", "lost")
 
+# What the suite did, for its closing summary (see conftest.py): faults injected by kind, kills
+# survived, bad inputs tried.
+TALLY: Counter[str] = Counter()
+
 
 @dataclass
 class Flaky:
@@ -124,6 +128,7 @@ class Flaky:
                 kind = self.first_kind
             if fire:
                 self.injected[(op, kind)] += 1
+                TALLY[f"transient fault: {kind}"] += 1
         if not fire:
             streaks[op] = 0
             return None
@@ -193,6 +198,7 @@ class BodyDrops:
         if not str(getattr(http_response, "url", "")).endswith(self.key_suffix):
             return
         self.dropped += 1
+        TALLY["transient fault: body drop"] += 1
         length = parsed.get("ContentLength")
         parsed["Body"] = StreamingBody(_DroppingRaw(body._raw_stream, self.after), length)
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ..helpers import DAY, SRC, TYPED, Lake, csv_rows, zipped
-from .support import Recorder, load, session, snapshot
+from .support import TALLY, Recorder, load, session, snapshot
 
 P = f"exports/{DAY}/"
 URI = f"s3://{SRC}/{P}"
@@ -365,6 +365,7 @@ def test_bad_input_is_named_and_touches_nothing(lake: Lake, case: Case) -> None:
         out = load(lake, sess, **case.overrides)
 
     assert out["statusCode"] == 500, out
+    TALLY["bad input (named cases)"] += 1
     assert out["stage"] == case.stage, out
     assert out["body"].startswith(f"Error: {case.stage}: ")
     for text in case.mentions:

@@ -189,7 +189,11 @@ def test_a_load_that_loses_its_lease_never_flips(lake: Lake) -> None:
         if "/_leases/" in http_response.url and http_response.status_code == 412:
             renewal_answered.set()
 
+    verified = threading.Event()
+
     def stall_before_swap(**_kw: Any) -> None:
+        if not verified.is_set():
+            return  # a look at the partitions before the lease, not the one before the swap
         body = json.loads(lake.clients.s3.get_object(Bucket=DST, Key=LEASE)["Body"].read())
         expires = datetime.fromisoformat(body["expires_at"])
         wait = (expires - datetime.now(UTC)).total_seconds() + 0.2
@@ -198,6 +202,7 @@ def test_a_load_that_loses_its_lease_never_flips(lake: Lake) -> None:
         taken.set()
         renewal_answered.wait(timeout=20)
 
+    sess.events.register("after-call.s3.HeadObject", lambda **_kw: verified.set())
     sess.events.register("before-call.s3.PutObject", renewal_stalls)
     sess.events.register("after-call.s3.PutObject", renewal_answer)
     sess.events.register("before-call.glue.GetPartitions", stall_before_swap)
@@ -238,7 +243,11 @@ def test_a_renewal_whose_answer_is_lost_keeps_the_lease(lake: Lake) -> None:
             renewing_on.set()
 
     def stall_before_swap(**_kw: Any) -> None:
-        renewing_on.wait(timeout=10)
+        if verified.is_set():  # the look at the partitions just before the swap
+            renewing_on.wait(timeout=10)
+
+    verified = threading.Event()
+    sess.events.register("after-call.s3.HeadObject", lambda **_kw: verified.set())
 
     sess.events.register("before-send.s3.PutObject", lose_first_renewal)
     sess.events.register("before-call.glue.GetPartitions", stall_before_swap)

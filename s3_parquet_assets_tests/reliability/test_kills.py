@@ -20,7 +20,7 @@ import pytest
 
 from ..conftest import ROOT
 from ..helpers import DAY, DST, PATHOUT, Lake, csv_rows, event
-from .support import BIG_ROWS, assert_clean_day, by_id, day_versions, load, noisy_csv, rows_of
+from .support import BIG_ROWS, TALLY, assert_clean_day, by_id, day_versions, load, noisy_csv, rows_of
 
 KEY = f"exports/{DAY}/sales.csv"
 LEASE = f"{PATHOUT}/_leases/data_ref={DAY}.json"
@@ -49,7 +49,8 @@ POINTS = [
     ("before-call.s3.UploadPart", 2, True, "old"),  # mid-upload, a multipart upload open
     ("before-call.s3.CompleteMultipartUpload", 1, True, "old"),  # all parts up, not completed
     ("before-call.s3.HeadObject", 1, False, "old"),  # written, verifying
-    ("before-call.glue.GetPartitions", 1, False, "old"),  # between write and swap
+    # between write and swap: the catalog's look at the day once the new files are verified
+    ("before-call.glue.GetPartitions@after=after-call.s3.HeadObject", 1, False, "old"),
     ("before-call.glue.UpdatePartition", 1, False, "old"),  # the flip itself, not sent
     ("after-call.glue.UpdatePartition", 1, False, "new"),  # flipped, old version still on S3
     ("before-call.s3.DeleteObjects", 1, False, "new"),  # mid-cleanup
@@ -78,6 +79,7 @@ def test_kill_then_rerun(lake: Lake, point: str, nth: int, big: bool, serves: st
 
     proc = run_killed(point, nth, event())
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr[-3000:])
+    TALLY["SIGKILL survived"] += 1
 
     # 1. the catalog serves one complete version of the day, whatever the dead load left behind
     assert lake.read_catalog() == (old_rows if serves == "old" else new_rows)
@@ -110,6 +112,7 @@ def test_kill_before_the_first_partition_exists(lake: Lake) -> None:
     lake.put(KEY, csv_rows(30))
     proc = run_killed("before-call.glue.BatchCreatePartition", 1, event())
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr[-3000:])
+    TALLY["SIGKILL survived"] += 1
     assert lake.partition() is None
     assert lake.day_keys() != []  # the dead load's complete but unregistered folder
 

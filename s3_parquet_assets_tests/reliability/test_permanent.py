@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ..faults import fail_on
+from ..faults import client_error, fail_on
 from ..helpers import DAY, DB, DST, PATHOUT, TABLE, Lake, csv_rows
 from .support import (
     BIG_ROWS,
+    TALLY,
     Flaky,
     assert_clean_day,
     by_id,
@@ -28,6 +29,20 @@ from .support import (
 )
 
 KEY = f"exports/{DAY}/sales.csv"
+
+
+def fail_after(sess: boto3.Session, event_name: str, after: str, code: str) -> None:
+    """Fail ``event_name`` the first time it fires once ``after`` has fired (a phase of the load)."""
+    armed: list[int] = []
+    done: list[int] = []
+
+    def hook(**_kw: Any) -> None:
+        if armed and not done:
+            done.append(1)
+            raise client_error(code, event_name.rsplit(".", 1)[-1])
+
+    sess.events.register(after, lambda **_kw: armed.append(1))
+    sess.events.register(event_name, hook)
 
 
 def previous_day(lake: Lake) -> dict[str, Any]:
@@ -45,7 +60,8 @@ PERMANENT = [
     ("before-call.s3.CompleteMultipartUpload", 1, True, "write", "AccessDenied"),
     ("before-call.s3.PutObject", 2, False, "write", "AccessDenied"),  # the Parquet PUT (1st is the lease)
     ("before-call.s3.HeadObject", 1, False, "write", "AccessDenied"),  # verification
-    ("before-call.glue.GetPartitions", 1, False, "catalog", "AccessDenied"),
+    # the catalog's look at the day once the new files are verified (between write and swap)
+    ("before-call.glue.GetPartitions@after=after-call.s3.HeadObject", 1, False, "catalog", "AccessDenied"),
     ("before-call.glue.UpdatePartition", 1, False, "swap", "AccessDenied"),
 ]
 
@@ -60,11 +76,16 @@ def test_permanent_error_keeps_the_previous_day(
     lake.put(KEY, noisy_csv(BIG_ROWS) if big else csv_rows(90, start=300))
     before = snapshot(lake)
     sess = session()
-    fail_on(sess, point, nth, "AccessDenied")
+    if "@after=" in point:
+        event_name, after = point.split("@after=", 1)
+        fail_after(sess, event_name, after, "AccessDenied")
+    else:
+        fail_on(sess, point, nth, "AccessDenied")
 
     out = load(lake, sess)
 
     assert out["statusCode"] == 500, out
+    TALLY["permanent fault"] += 1
     assert out["stage"] == stage
     assert out["body"].startswith(f"Error: {stage}: ")
     assert mention in out["body"]

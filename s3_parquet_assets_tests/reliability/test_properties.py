@@ -23,7 +23,7 @@ from s3_parquet_assets.core import AwsClients, LoadError, LoadEvent, handle_even
 from s3_parquet_assets.core.event import _FIELDS
 
 from ..helpers import DAY, SRC, TYPED, Lake, csv_rows, event, gz, zipped
-from .support import TUNE, day_versions, reset_moto, snapshot
+from .support import TALLY, TUNE, day_versions, reset_moto, snapshot
 
 KEY = f"exports/{DAY}/sales.csv"
 
@@ -105,6 +105,7 @@ def check_valid(ev: LoadEvent) -> None:
 @FAST
 @given(events())
 def test_any_event_parses_or_fails_validation_cleanly(raw: Any) -> None:
+    TALLY["event (hypothesis)"] += 1
     try:
         ev = parse_event(raw)
     except LoadError as exc:
@@ -178,6 +179,7 @@ def write_csv(rows: list[list[str]], delimiter: str, style: tuple[str, int] = ST
 def test_any_well_formed_csv_loads_exactly(
     shared: tuple[str, AwsClients], rows: list[list[str]], delimiter: str, header: bool, style: Any
 ) -> None:
+    TALLY["well-formed export (hypothesis)"] += 1
     schema = ["id", "customer", "amount"]
     lake, _ = fresh(shared, schema)
     body = write_csv(([schema] if header else []) + rows, delimiter, style)
@@ -221,6 +223,7 @@ def test_any_bytes_load_exactly_or_fail_cleanly(
 ) -> None:
     """Any bytes (noise, or a valid export with a few bytes inserted), as a plain, gzip or zip object,
     possibly damaged after compression."""
+    TALLY["export bytes (hypothesis)"] += 1
     schema: Any = TYPED if typed else ["id", "customer", "amount"]
     lake, _ = fresh(shared, schema)
     served = lake.read_catalog()
