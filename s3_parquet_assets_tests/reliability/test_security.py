@@ -143,6 +143,34 @@ def test_no_credential_in_logs_or_responses(
     assert SECRET not in ours
 
 
+def test_lambda_handler_logs_no_credential(
+    lake: Lake, secret_env: dict[str, str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Lambda entry point at DEBUG, a direct event that succeeds and one that fails."""
+    from s3_parquet_assets import lambda_handler
+
+    monkeypatch.setenv("S3PA_LOG_LEVEL", "DEBUG")
+    lake.put(KEY, csv_rows(40))
+    caplog.set_level(logging.DEBUG)
+    context = type("Context", (), {"aws_request_id": "req-1"})()
+    ours_logger = logging.getLogger("s3_parquet_assets")
+    level = ours_logger.level
+    try:
+        ok = lambda_handler.handler(event(), context)
+        bad = lambda_handler.handler(event(bucket_src="no-such-bucket-here"), context)
+    finally:
+        ours_logger.setLevel(level)  # the handler configures its loggers; leave them as found
+    assert ok["statusCode"] == 200, ok
+    assert bad["statusCode"] == 500, bad
+    assert SECRET not in caplog.text
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("s3_parquet_assets"))
+    assert ours
+    assert TOKEN not in ours
+    responses = json.dumps([ok, bad], default=str)
+    assert SECRET not in responses
+    assert TOKEN not in responses
+
+
 def test_cli_verbose_logs_no_credential(lake: Lake, secret_env: dict[str, str]) -> None:
     lake.put(KEY, csv_rows(40))
     for ev, code in ((event(), 0), (event(bucket_src="no-such-bucket-here"), 1)):
