@@ -7,7 +7,7 @@ from __future__ import annotations
 import pyarrow.csv as pacsv
 import pytest
 
-from ..helpers import DAY, SRC, Lake, csv_rows
+from ..helpers import DAY, SRC, Lake, csv_rows, zipped
 from .support import BIG_ROWS, BodyDrops, Flaky, assert_clean_day, by_id, load, noisy_csv, rows_of, session
 
 KEY = f"exports/{DAY}/sales.csv"
@@ -153,5 +153,23 @@ def test_connection_drop_mid_body_resumes_with_a_ranged_get(
     assert drops.ranges[1] == f"bytes={3 * 1024 * 1024 + 17}-"
     assert drops.ranges[2] == f"bytes={2 * (3 * 1024 * 1024 + 17)}-"
     assert out["result"]["bytes_read"] == len(body)
+    assert lake.read_catalog() == big_expected
+    assert_clean_day(lake, DAY, out["result"])
+
+
+@pytest.mark.parametrize("after", [100, 3 * 1024 * 1024 + 17], ids=["in-directory-reads", "mid-member"])
+def test_connection_drops_while_reading_a_zip(lake: Lake, after: int, big_expected: list) -> None:
+    """A zip is read through ranged GETs (the directory, then the member as a stream): drops during the
+    small directory reads and during the member stream are both survived."""
+    previous_day(lake)
+    lake.clients.s3.delete_object(Bucket=SRC, Key=KEY)
+    lake.put(f"exports/{DAY}/sales.zip", zipped({"sales.csv": noisy_csv(BIG_ROWS)}))
+    sess = session()
+    drops = BodyDrops(key_suffix="sales.zip", after=after, times=2).install(sess)
+
+    out = load(lake, sess)
+
+    assert out["statusCode"] == 200, out
+    assert drops.dropped == 2
     assert lake.read_catalog() == big_expected
     assert_clean_day(lake, DAY, out["result"])
