@@ -13,6 +13,7 @@ from .errors import LoadError
 
 if TYPE_CHECKING:
     import boto3
+    from botocore.config import Config
     from mypy_boto3_glue import GlueClient
 
 __all__ = [
@@ -94,6 +95,16 @@ def table_is_current(found: Mapping[str, Any] | None, columns_types: Mapping[str
     return all(existing.get(n) == t.replace(" ", "").lower() for n, t in columns_types.items())
 
 
+def _wrangler(config: Config | None) -> Any:
+    """awswrangler, set to make its clients with the loader's botocore config (it builds its own clients
+    from the session, by default with its own retry policy)."""
+    import awswrangler as wr
+
+    if config is not None:
+        wr.config.botocore_config = config
+    return wr
+
+
 def upsert_table(
     session: boto3.Session,
     database: str,
@@ -101,9 +112,10 @@ def upsert_table(
     location: str,
     columns_types: Mapping[str, str],
     partitions_types: Mapping[str, str],
+    config: Config | None = None,
 ) -> None:
     """Create the Parquet table, or add new columns to it (existing partitions are kept)."""
-    import awswrangler as wr
+    wr = _wrangler(config)
 
     try:
         wr.catalog.create_parquet_table(
@@ -196,8 +208,7 @@ def flip_partitions(
             if values in old:
                 move(values, location, params)
             else:
-                import awswrangler as wr
-
+                wr = _wrangler(glue.meta.config)
                 wr.catalog.add_parquet_partitions(
                     database=database,
                     table=table,

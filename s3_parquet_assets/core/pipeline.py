@@ -78,6 +78,7 @@ class Tuning:
     threaded: bool = True
     csv_threads: bool = True
     tune_memory: bool = True
+    prefetch_catalog: bool = True
     lease_ttl_seconds: float = 300.0
 
 
@@ -335,7 +336,7 @@ def _run_leased(
         clients.s3, ev.bucket_src, ev.source_prefix, ev.substr, expected_bucket_owner=ev.expected_bucket_owner
     )
 
-    if needs_wrangler and src.size >= PREFETCH_MIN_BYTES:
+    if needs_wrangler and tune.prefetch_catalog and src.size >= PREFETCH_MIN_BYTES:
         _prefetch_catalog_library()  # the catalog step will create or register with awswrangler
 
     stage("read")
@@ -412,7 +413,13 @@ def _run_leased(
         table_location = f"s3://{ev.bucket_dstn}/{ev.table_root}/"
         if not catalog.table_is_current(table_def, columns_types):
             catalog.upsert_table(
-                clients.session, ev.database, ev.table, table_location, columns_types, partitions_types
+                clients.session,
+                ev.database,
+                ev.table,
+                table_location,
+                columns_types,
+                partitions_types,
+                config=clients.config,
             )
         old = catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
 
