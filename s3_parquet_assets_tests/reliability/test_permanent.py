@@ -18,6 +18,7 @@ from .support import (
     BIG_ROWS,
     TALLY,
     Flaky,
+    Recorder,
     assert_clean_day,
     by_id,
     day_versions,
@@ -252,3 +253,21 @@ def test_glue_throttling_is_retried(lake: Lake, first: bool) -> None:
     assert {op for op, _ in flaky.injected} >= must
     assert lake.read_catalog() == by_id(rows_of(90, start=300))
     assert_clean_day(lake, DAY, out["result"])
+
+
+def test_every_client_of_a_load_uses_the_one_retry_policy(lake: Lake) -> None:
+    """The loader's S3 and Glue clients and the ones awswrangler makes for the catalog (a first load:
+    CreateTable, BatchCreatePartition) all retry the same way: botocore reports the mode in its
+    User-Agent (``cfg/retry-mode#...``)."""
+    lake.put(KEY, csv_rows(20))
+    sess = session()
+    rec = Recorder().install(sess)
+    rec.install(sess, "glue")
+
+    out = load(lake, sess)
+
+    assert out["statusCode"] == 200, out
+    assert {"CreateTable", "BatchCreatePartition", "PutObject", "GetObject"} <= rec.ops()
+    modes = [(op, h.get("user-agent", "").split("cfg/retry-mode#")[-1].split(" ")[0]) for op, h in rec.calls]
+    assert [(op, mode) for op, mode in modes if mode != "adaptive"] == []
+    assert len(modes) > 10
