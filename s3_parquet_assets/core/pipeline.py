@@ -78,7 +78,6 @@ class Tuning:
     threaded: bool = True
     csv_threads: bool = True
     tune_memory: bool = True
-    prefetch_catalog: bool = True
     lease_ttl_seconds: float = 300.0
 
 
@@ -336,7 +335,7 @@ def _run_leased(
         clients.s3, ev.bucket_src, ev.source_prefix, ev.substr, expected_bucket_owner=ev.expected_bucket_owner
     )
 
-    if needs_wrangler and tune.prefetch_catalog and src.size >= PREFETCH_MIN_BYTES:
+    if needs_wrangler and src.size >= PREFETCH_MIN_BYTES:
         _prefetch_catalog_library()  # the catalog step will create or register with awswrangler
 
     stage("read")
