@@ -444,6 +444,14 @@ def _run_leased(
         _discard(clients, ev, version_prefix)
         raise
 
+    # Still ours? A load that stalled past its lease after the flip may meet a newer load's version here,
+    # registered and served: its cleanup would delete it. Leave the cleanup to the next load instead.
+    try:
+        lease.check()
+    except LoadError as exc:
+        raise LoadError(
+            "lock", f"{exc.message}; the day was swapped, but its cleanup is left to the next load"
+        ) from exc
     removed = cleanup_day(clients, ev, version_prefix)
     previous = sorted(set(old.values()))
     result = LoadResult(
