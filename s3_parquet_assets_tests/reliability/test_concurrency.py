@@ -259,3 +259,46 @@ def test_a_renewal_whose_answer_is_lost_keeps_the_lease(lake: Lake) -> None:
     assert out["statusCode"] == 200, out
     assert lake.read_catalog() == by_id(rows_of(50))
     assert_clean_day(lake, DAY, out["result"])  # the lease was released, not left to expire
+
+
+def test_a_load_stalled_after_its_flip_never_removes_the_next_loads_version(lake: Lake) -> None:
+    """Load A flips, then stalls (renewals included) past its lease's expiry; load B takes the lease
+    over and completes. When A wakes up, its cleanup must not remove B's version, which the catalog
+    now serves."""
+    lake.put(KEY, csv_rows(50))
+    assert handle_event(event(), lake.clients, tuning=TUNE)["statusCode"] == 200
+    lake.put(KEY, csv_rows(60, start=100))
+
+    sess = session()
+    stalled = threading.Event()
+    b_out: list[dict[str, Any]] = []
+
+    def renewals_stall(params: Any, **_kw: Any) -> None:
+        renewal = "/_leases/" in str(params.get("url_path", "")) and "If-Match" in params.get("headers", {})
+        while renewal and stalled.is_set() and not b_out:  # A's whole process is stalled
+            threading.Event().wait(0.05)
+
+    def stall_after_flip(**_kw: Any) -> None:
+        if stalled.is_set():
+            return
+        stalled.set()
+        body = json.loads(lake.clients.s3.get_object(Bucket=DST, Key=LEASE)["Body"].read())
+        expires = datetime.fromisoformat(body["expires_at"])
+        threading.Event().wait(max((expires - datetime.now(UTC)).total_seconds() + 0.3, 0))
+        lake.put(KEY, csv_rows(70, start=900))  # B loads a newer export
+        b_out.append(handle_event(event(), make_clients(session()), tuning=TUNE))
+
+    sess.events.register("before-call.s3.PutObject", renewals_stall)
+    sess.events.register("after-call.glue.UpdatePartition", stall_after_flip)
+    tuning = Tuning(part_size=TUNE.part_size, row_group_rows=TUNE.row_group_rows, lease_ttl_seconds=1.5)
+
+    a_out = handle_event(event(), make_clients(sess), tuning=tuning)
+
+    assert b_out and b_out[0]["statusCode"] == 200, b_out
+    assert lake.read_catalog() == by_id(rows_of(70, start=900))  # B's version, complete
+    assert lake.partition()["Parameters"]["s3pa.load_id"] == b_out[0]["result"]["load_id"]
+    assert f"load-{b_out[0]['result']['load_id']}" in day_versions(lake, DAY)
+    # A tells the truth: it lost the day after its swap and left the cleanup to the next load
+    assert a_out["statusCode"] == 500, a_out
+    assert a_out["stage"] == "lock"
+    assert "cleanup is left to the next load" in a_out["body"]
