@@ -128,6 +128,7 @@ class DayLease:
         self._thread.start()
 
     def _take_over_if_expired(self) -> None:
+        etag = ""
         try:
             current = self._s3.get_object(Bucket=self.bucket, Key=self.key, **self._owner)
             etag = str(current["ETag"])
@@ -142,11 +143,8 @@ class DayLease:
                     raise LoadError("lock", f"lost the race for {self.uri}: {again}") from again
             raise LoadError("lock", f"cannot read the lease {self.uri}: {exc}") from exc
         except (ValueError, KeyError) as exc:
-            info, expires, etag = (
-                {"load_id": "unknown (unreadable lease)"},
-                datetime.min.replace(tzinfo=UTC),
-                "",
-            )
+            # expired, but still taken over only with If-Match on the ETag read: one taker wins
+            info, expires = {"load_id": "unknown (unreadable lease)"}, datetime.min.replace(tzinfo=UTC)
             log.warning("lease %s is unreadable (%s); treating it as expired", self.uri, exc)
         now = datetime.now(UTC)
         if info.get("load_id") == self.load_id and etag:
