@@ -302,3 +302,20 @@ def test_a_load_stalled_after_its_flip_never_removes_the_next_loads_version(lake
     assert a_out["statusCode"] == 500, a_out
     assert a_out["stage"] == "lock"
     assert "cleanup is left to the next load" in a_out["body"]
+
+
+def test_two_loads_meeting_an_unreadable_lease_do_not_both_take_it(lake: Lake) -> None:
+    """Taking over a lease, even an unreadable one, is conditional on the ETag that was read: of two
+    loads that meet it together, one takes it and the other is refused."""
+    lake.put(KEY, csv_rows(200, start=1000))
+    lake.put(LEASE, b"{not json", bucket=DST)
+
+    outs = run_at_once(2, hook=hold_until_others_finish)
+
+    won = [o for o in outs if o["statusCode"] == 200]
+    lost = [o for o in outs if o["statusCode"] != 200]
+    assert len(won) == 1, outs
+    assert len(lost) == 1, outs
+    assert lost[0]["stage"] == "lock"
+    assert lake.read_day_folder() == by_id(rows_of(200, start=1000))
+    assert_clean_day(lake, DAY, won[0]["result"])
