@@ -100,7 +100,9 @@ def main() -> int:
     (out / "results.md").write_text(table)
     print()
     print(table)
-    return 0 if all(r["ok"] for r in results) else 1
+    # a baseline that cannot run a case (arrow_stream.py on .gz: pyarrow's S3 stream already inflates
+    # it, then its GzipFile fails) is shown as '-'; only this project's loader failing fails the bench
+    return 0 if all(r["ok"] for r in results if r["loader"] == "ours") else 1
 
 
 def render(results: list[dict[str, object]]) -> str:

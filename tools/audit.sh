@@ -9,7 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
-PROBE=${AUDIT_PROBE_URL:-https://pypi.org/pypi/pip/json}
+# pip-audit asks PyPI's JSON API per pinned version (pypi.org/pypi/NAME/VERSION/json); probe exactly
+# that, with a package from the lock: a registry mirror that serves packages but not that API would
+# otherwise let pip-audit report "No known vulnerabilities" having audited nothing.
+pin=$(grep -m1 -i '^boto3==' constraints.txt | cut -d= -f3)
+PROBE=${AUDIT_PROBE_URL:-https://pypi.org/pypi/boto3/${pin:-1.44.8}/json}
 
 if [ "${SKIP_AUDIT:-}" = "1" ]; then
     echo "pip-audit: skipped: SKIP_AUDIT=1 is set; constraints.txt was not audited."
@@ -27,7 +31,7 @@ except Exception as exc:
     sys.exit(1)
 PY
 ); then
-    echo "pip-audit: skipped: the vulnerability service is not reachable (${PROBE}: ${reason})."
+    echo "pip-audit: skipped: the vulnerability data is not reachable (${PROBE}: ${reason})."
     echo "pip-audit: run 'make audit' where PyPI is reachable to audit constraints.txt."
     exit 0
 fi

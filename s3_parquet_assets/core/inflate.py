@@ -68,8 +68,6 @@ class ZipMemberReader(io.RawIOBase):
         raw.seek(info.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
         self._left = info.compress_size
         self._inflate = _zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
-        self._pending: list[bytes] = []
-        self._pending_size = 0
         self._crc = 0
         self._out = 0
         self._eof = False
@@ -77,39 +75,58 @@ class ZipMemberReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _fill(self, want: int) -> None:
-        while self._pending_size < want and not self._eof:
-            chunk = self._raw.read(min(_CHUNK, self._left)) if self._left else b""
-            self._left -= len(chunk)
-            if not chunk and self._left:
+    def _next_input(self) -> bytes:
+        """The deflate input still to feed: what the decompressor left over, else the next chunk."""
+        assert self._inflate is not None
+        tail: bytes = self._inflate.unconsumed_tail
+        if tail or not self._left:
+            return tail
+        chunk: bytes = self._raw.read(min(_CHUNK, self._left))
+        if not chunk:
+            raise EOFError(f"zip member {self._info.filename!r} is truncated")
+        self._left -= len(chunk)
+        return chunk
+
+    def _produce(self, limit: int) -> bytes:
+        """Up to ``limit`` more bytes of the member (at least one unless it is finished)."""
+        if self._inflate is None:  # stored
+            data: bytes = self._raw.read(min(limit, self._left)) if self._left else b""
+            if not data and self._left:
                 raise EOFError(f"zip member {self._info.filename!r} is truncated")
-            if self._inflate is not None:
-                data = self._inflate.decompress(chunk) if chunk else self._inflate.flush()
-            else:
-                data = chunk
-            if data:
-                self._crc = _zlib.crc32(data, self._crc)
-                self._out += len(data)
-                self._pending.append(data)
-                self._pending_size += len(data)
-            if not self._left and (self._inflate is None or not chunk):
+            self._left -= len(data)
+            if not self._left:
                 self._finish()
+            return data
+        src = self._next_input()
+        # bounded output: one read never holds more than ``limit`` inflated bytes
+        data = self._inflate.decompress(src, limit) if src else self._inflate.flush()
+        if self._inflate.eof or (not src and not data):
+            self._finish()
+        return data
 
     def _finish(self) -> None:
         self._eof = True
         if self._inflate is not None and not self._inflate.eof:
             raise EOFError(f"zip member {self._info.filename!r}: the deflate stream ends early")
+
+    def _check_sizes(self) -> None:
         if self._out != self._info.file_size or (self._crc & 0xFFFFFFFF) != self._info.CRC:
             raise zipfile.BadZipFile(f"zip member {self._info.filename!r} fails its CRC-32/size check")
 
     def read(self, size: int = -1) -> bytes:
-        want = self._info.file_size if size is None or size < 0 else size
-        self._fill(want)
-        data = b"".join(self._pending)
-        out, rest = data[:want], data[want:]
-        self._pending = [rest] if rest else []
-        self._pending_size = len(rest)
-        return out
+        want = self._info.file_size - self._out if size is None or size < 0 else size
+        parts: list[bytes] = []
+        got = 0
+        while got < want and not self._eof:
+            data = self._produce(want - got)
+            if data:
+                self._crc = _zlib.crc32(data, self._crc)
+                self._out += len(data)
+                parts.append(data)
+                got += len(data)
+            if self._eof:
+                self._check_sizes()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         self._raw.close()

@@ -134,13 +134,17 @@ def open_source(
             member = ev.zip_member
         elif not members:
             raise LoadError("read", f"{src.uri}: the zip archive holds no file")
-        elif len(members) > 1:
-            raise LoadError(
-                "read",
-                f"{src.uri}: the zip archive holds {len(names)} files {names}; set zip_member to pick one",
-            )
+        elif len(members) == 1:
+            member = names[0]  # the only file is the export, whatever its name (as the original)
         else:
-            member = names[0]
+            csvs = [n for n in names if n.lower().endswith(".csv")]
+            if len(csvs) != 1:
+                raise LoadError(
+                    "read",
+                    f"{src.uri}: the zip archive holds {len(names)} files {names} "
+                    f"({len(csvs)} of them .csv); set zip_member to pick one",
+                )
+            member = csvs[0]  # one CSV beside a README or manifest
         try:
             return open_zip_member(archive, raw, member)
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:

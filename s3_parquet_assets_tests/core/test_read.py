@@ -4,6 +4,7 @@ and the per-batch transform hook. Every test loads through the real pipeline aga
 from __future__ import annotations
 
 import datetime as dt
+import time
 from decimal import Decimal
 
 import pyarrow.parquet as pq
@@ -37,9 +38,14 @@ def test_zip_member_choice_and_errors(lake: Lake) -> None:
     lake.put(f"{KEY}.zip", zipped({"a.csv": csv_rows(3), "b.csv": csv_rows(5)}))
     out = handle_event(event())
     assert out["statusCode"] == 500
-    assert "holds 2 files ['a.csv', 'b.csv']; set zip_member" in out["body"]
+    assert "holds 2 files ['a.csv', 'b.csv'] (2 of them .csv); set zip_member" in out["body"]
     assert out["body"].startswith("Error: read: s3://src-bucket/exports/20240115/sales.zip")
     assert _ok(handle_event(event(zip_member="b.csv")))["rows"] == 5
+    out = handle_event(event(zip_member="c.csv"))
+    assert "zip_member 'c.csv' is not in the archive" in out["body"]
+    time.sleep(1.1)
+    lake.put(f"{KEY}.zip", zipped({"README.txt": b"about\n", "export.csv": csv_rows(4), "notes.md": b"x"}))
+    assert _ok(handle_event(event()))["rows"] == 4  # the one CSV beside other files
     out = handle_event(event(zip_member="c.csv"))
     assert "zip_member 'c.csv' is not in the archive" in out["body"]
 
