@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -96,6 +96,9 @@ class DatasetWriter:
         Extra arguments for PutObject/CreateMultipartUpload (encryption, bucket owner).
     max_partitions
         The most partition folders one day may fan out to (bounds memory).
+    file_bytes
+        A file that reaches this many bytes is finished (its upload completes in the background) and
+        the partition goes on in the next ``part-NNNNN`` file.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class DatasetWriter:
         max_in_flight: int = 4,
         extra: Mapping[str, Any] | None = None,
         max_partitions: int = 200,
+        file_bytes: int = 128 * 1024 * 1024,
     ) -> None:
         self._s3 = s3
         self.bucket = bucket
@@ -124,8 +128,13 @@ class DatasetWriter:
         self._max_in_flight = max_in_flight
         self._extra = dict(extra or {})
         self._max_partitions = max_partitions
+        self._file_bytes = file_bytes
         self._open: dict[tuple[str, ...], _Open] = {}
+        self._next_index: dict[tuple[str, ...], int] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
+        # finished files complete here, so the encoder never waits for CompleteMultipartUpload
+        self._completer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-complete")
+        self._finishing: list[tuple[_Open, Future[str]]] = []
         self.files: list[WrittenFile] = []
         self.rows = 0
 
@@ -177,7 +186,9 @@ class DatasetWriter:
                 f"of {list(self._partition_cols)}",
             )
         folder = "".join(f"{c}={hive_escape(v)}/" for c, v in zip(self._partition_cols, values, strict=True))
-        key = f"{self.prefix}{folder}part-00000.snappy.parquet"
+        index = self._next_index.get(values, 0)
+        self._next_index[values] = index + 1
+        key = f"{self.prefix}{folder}part-{index:05d}.snappy.parquet"
         sink = S3MultipartWriter(
             self._s3,
             self.bucket,
@@ -206,18 +217,33 @@ class DatasetWriter:
         target.writer.write_table(table, row_group_size=max(table.num_rows, 1))
         target.rows += table.num_rows
         target.pending, target.pending_rows, target.pending_bytes = [], 0, 0
+        if target.sink.tell() >= self._file_bytes:
+            self._roll(target)
+
+    def _roll(self, target: _Open) -> None:
+        """Close a file that reached ``file_bytes`` and complete its upload in the background; the next
+        rows of its partition start the next file."""
+        del self._open[target.values]
+        self._finish(target)
+
+    def _finish(self, target: _Open) -> None:
+        target.writer.close()
+        self._finishing.append((target, self._completer.submit(target.sink.complete)))
 
     # -- finishing -------------------------------------------------------------------------------
     def close(self, *, empty_file: bool = False) -> list[WrittenFile]:
         """Flush and complete every object. With no rows at all and ``empty_file``, writes one empty
         Parquet file (so an allowed empty day still has a readable partition)."""
         try:
-            if not self._open and empty_file and not self._partition_cols:
+            if not self._open and not self._finishing and empty_file and not self._partition_cols:
                 self._start(())
-            for target in self._open.values():
+            for target in list(self._open.values()):
                 self._flush(target)
-                target.writer.close()
-                etag = target.sink.complete()
+                if target.values in self._open:  # not rolled by that last flush
+                    del self._open[target.values]
+                    self._finish(target)
+            for target, future in self._finishing:
+                etag = future.result()
                 self.files.append(
                     WrittenFile(
                         key=target.key,
@@ -238,11 +264,18 @@ class DatasetWriter:
             self.abort()
             raise
         finally:
+            self._completer.shutdown(wait=True)
             self._pool.shutdown(wait=True)
+        self.files.sort(key=lambda f: f.key)
         return self.files
 
     def abort(self) -> None:
-        """Drop every unfinished object (aborting its multipart upload)."""
+        """Drop every unfinished object (aborting its multipart upload). Objects already completed are
+        left to the caller, which removes the whole load folder."""
+        self._completer.shutdown(wait=True, cancel_futures=True)
+        for target, future in self._finishing:
+            if future.cancelled() or future.exception() is not None:
+                target.sink.abort()
         for target in self._open.values():
             target.sink.abort()
             with contextlib.suppress(Exception):  # release the encoder; the sink discards its bytes

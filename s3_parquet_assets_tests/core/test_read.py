@@ -188,3 +188,16 @@ def test_extra_partition_columns(lake: Lake, clients: AwsClients) -> None:
     north = lake.read_location(got[("20240115", "north")])
     assert [r["id"] for r in north] == [1, 3]
     assert "region" not in north[0]  # partition columns live in the path, as Hive expects
+
+
+def test_files_roll_and_all_of_them_are_registered(lake: Lake, clients: AwsClients) -> None:
+    lake.put(f"{KEY}.csv", csv_rows(30_000))
+    # tiny row groups and files: every row group finishes a file, completed in the background
+    tuning = Tuning(block_size=64 * 1024, row_group_rows=5_000, file_bytes=1)
+    result = run_load(parse_event(event()), clients, tuning=tuning)
+    assert result.rows == 30_000
+    assert result.files >= 3
+    names = [k.rsplit("/", 1)[1] for k in result.file_keys]
+    assert names == [f"part-{i:05d}.snappy.parquet" for i in range(result.files)]
+    assert len({k.rsplit("/", 1)[0] for k in result.file_keys}) == 1  # one load folder
+    assert sorted(int(r["id"]) for r in lake.read_catalog()) == list(range(30_000))
