@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import LoadError
+from .memory import trim
 from .s3io import S3MultipartWriter
 
 if TYPE_CHECKING:
@@ -217,6 +218,8 @@ class DatasetWriter:
         target.writer.write_table(table, row_group_size=max(table.num_rows, 1))
         target.rows += table.num_rows
         target.pending, target.pending_rows, target.pending_bytes = [], 0, 0
+        del table
+        trim()
         if target.sink.tell() >= self._file_bytes:
             self._roll(target)
 
