@@ -319,171 +319,161 @@ def _run(
         ttl=timedelta(seconds=tune.lease_ttl_seconds),
         extra=_extra_put_args(ev),
     )
-    lease.acquire()
-    try:
-        return _run_leased(ev, clients, load_id, tune, source, started, stage, transform, lease, table_def)
-    finally:
-        lease.release()
+    with lease:  # held from the listing to the end of the cleanup
+        stage("list")
+        src = source or find_latest(
+            clients.s3,
+            ev.bucket_src,
+            ev.source_prefix,
+            ev.substr,
+            expected_bucket_owner=ev.expected_bucket_owner,
+        )
 
+        stage("read")
+        bytes_read = 0
+        next_log = 64 * 1024 * 1024
 
-def _run_leased(
-    ev: LoadEvent,
-    clients: AwsClients,
-    load_id: str,
-    tune: Tuning,
-    source: SourceObject | None,
-    started: float,
-    stage: _Stages,
-    transform: Callable[[Any], Any] | None,
-    lease: DayLease,
-    table_def: dict[str, Any] | None,
-) -> LoadResult:
-    stage("list")
-    src = source or find_latest(
-        clients.s3, ev.bucket_src, ev.source_prefix, ev.substr, expected_bucket_owner=ev.expected_bucket_owner
-    )
+        def on_read(n: int) -> None:
+            nonlocal bytes_read, next_log
+            bytes_read += n
+            if bytes_read >= next_log:
+                log.info("read %d MiB of %s", bytes_read >> 20, src.uri)
+                next_log += 64 * 1024 * 1024
 
-    stage("read")
-    bytes_read = 0
-    next_log = 64 * 1024 * 1024
-
-    def on_read(n: int) -> None:
-        nonlocal bytes_read, next_log
-        bytes_read += n
-        if bytes_read >= next_log:
-            log.info("read %d MiB of %s", bytes_read >> 20, src.uri)
-            next_log += 64 * 1024 * 1024
-
-    batches: Iterator[pa.RecordBatch] = iter_batches(
-        lambda: open_source(clients.s3, src, ev, on_read=on_read),
-        ev,
-        src.uri,
-        block_size=tune.block_size,
-        use_threads=tune.csv_threads,
-    )
-    batches = _reading(batches, src.uri)
-    declared = arrow_schema(ev.schema)
-    if transform is not None:
-        first, batches = _peek(apply_transform(batches, transform, src.uri, ev.extra_partitions))
-        if first is not None:
-            declared = first.schema
-    stored = pa.schema([f for f in declared if f.name not in ev.extra_partitions])
-    version_prefix = f"{ev.day_prefix}load-{load_id}/"
-    writer = DatasetWriter(
-        clients.s3,
-        ev.bucket_dstn,
-        version_prefix,
-        stored,
-        partition_cols=ev.extra_partitions,
-        row_group_rows=tune.row_group_rows,
-        row_group_bytes=tune.row_group_bytes,
-        part_size=tune.part_size,
-        max_in_flight=tune.max_in_flight,
-        file_bytes=tune.file_bytes,
-        extra=_extra_put_args(ev),
-    )
-    try:
+        batches: Iterator[pa.RecordBatch] = iter_batches(
+            lambda: open_source(clients.s3, src, ev, on_read=on_read),
+            ev,
+            src.uri,
+            block_size=tune.block_size,
+            use_threads=tune.csv_threads,
+        )
+        batches = _reading(batches, src.uri)
+        declared = arrow_schema(ev.schema)
+        if transform is not None:
+            first, batches = _peek(apply_transform(batches, transform, src.uri, ev.extra_partitions))
+            if first is not None:
+                declared = first.schema
+        stored = pa.schema([f for f in declared if f.name not in ev.extra_partitions])
+        version_prefix = f"{ev.day_prefix}load-{load_id}/"
+        writer = DatasetWriter(
+            clients.s3,
+            ev.bucket_dstn,
+            version_prefix,
+            stored,
+            partition_cols=ev.extra_partitions,
+            row_group_rows=tune.row_group_rows,
+            row_group_bytes=tune.row_group_bytes,
+            part_size=tune.part_size,
+            max_in_flight=tune.max_in_flight,
+            file_bytes=tune.file_bytes,
+            extra=_extra_put_args(ev),
+        )
         try:
-            write_all(batches, writer, threaded=tune.threaded, depth=tune.queue_depth)
-        except (ClientError, BotoCoreError) as exc:
+            try:
+                write_all(batches, writer, threaded=tune.threaded, depth=tune.queue_depth)
+            except (ClientError, BotoCoreError) as exc:
+                raise LoadError(
+                    "write", f"upload under s3://{ev.bucket_dstn}/{version_prefix} failed: {exc}"
+                ) from exc
+            log.info("read %d bytes, %d rows from %s", bytes_read, writer.rows, src.uri)
+            if writer.rows and _needs_wrangler(clients, ev, table_def, transform is not None):
+                _prefetch_wrangler()  # overlaps the import with the last encode and upload
+            if writer.rows == 0 and not ev.allow_empty:
+                raise LoadError(
+                    "read",
+                    f"{src.uri} has no data rows; refusing to replace day {ev.data_ref} with an empty one "
+                    '(set "allow_empty": true to load an empty day)',
+                )
+            stage("write")
+            files = writer.close(empty_file=True)
+            pa.default_memory_pool().release_unused()  # hand the encoder's memory back before the catalog
+            _verify(clients, ev, files)
+            rows = sum(f.rows for f in files)
+            log.info(
+                "wrote %d rows in %d file(s) under s3://%s/%s",
+                rows,
+                len(files),
+                ev.bucket_dstn,
+                version_prefix,
+            )
+
+            stage("catalog")
+            columns_types = {f.name: glue_type_of(f.type) for f in stored}
+            declared_types = {c.name: c.glue_type for c in ev.schema}
+            if transform is None:
+                columns_types = {name: declared_types[name] for name in columns_types}
+            partitions_types = {PARTITION_KEY: "string"}
+            for col in ev.extra_partitions:
+                partitions_types[col] = (
+                    declared_types[col] if transform is None else glue_type_of(declared.field(col).type)
+                )
+            table_location = f"s3://{ev.bucket_dstn}/{ev.table_root}/"
+            if not catalog.table_is_current(table_def, columns_types):
+                catalog.upsert_table(
+                    clients.session,
+                    ev.database,
+                    ev.table,
+                    table_location,
+                    columns_types,
+                    partitions_types,
+                    config=clients.config,
+                )
+            old = catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
+
+            stage("swap")
+            lease.check()
+            new: dict[tuple[str, ...], str] = {}
+            params: dict[tuple[str, ...], dict[str, str]] = {}
+            for f in files:
+                folder = f.key.rsplit("/", 1)[0] + "/"
+                values = (ev.data_ref, *f.values)
+                new[values] = f"s3://{ev.bucket_dstn}/{folder}"
+                params[values] = {
+                    PARAM_SOURCE_KEY: src.uri,
+                    PARAM_SOURCE_ETAG: src.etag,
+                    PARAM_LOAD_ID: load_id,
+                    PARAM_ROWS: str(f.rows),
+                }
+            catalog.flip_partitions(
+                clients.session, clients.glue, ev.database, ev.table, new, old, columns_types, params
+            )
+        except BaseException:
+            writer.abort()
+            _discard(clients, ev, version_prefix)
+            raise
+
+        # Still ours? A load that stalled past its lease after the flip may meet a newer load's version here,
+        # registered and served: its cleanup would delete it. Leave the cleanup to the next load instead.
+        try:
+            lease.check()
+        except LoadError as exc:
             raise LoadError(
-                "write", f"upload under s3://{ev.bucket_dstn}/{version_prefix} failed: {exc}"
+                "lock", f"{exc.message}; the day was swapped, but its cleanup is left to the next load"
             ) from exc
-        log.info("read %d bytes, %d rows from %s", bytes_read, writer.rows, src.uri)
-        if writer.rows and _needs_wrangler(clients, ev, table_def, transform is not None):
-            _prefetch_wrangler()  # overlaps the import with the last encode and upload
-        if writer.rows == 0 and not ev.allow_empty:
-            raise LoadError(
-                "read",
-                f"{src.uri} has no data rows; refusing to replace day {ev.data_ref} with an empty one "
-                '(set "allow_empty": true to load an empty day)',
-            )
-        stage("write")
-        files = writer.close(empty_file=True)
-        pa.default_memory_pool().release_unused()  # hand the encoder's memory back before the catalog
-        _verify(clients, ev, files)
-        rows = sum(f.rows for f in files)
-        log.info(
-            "wrote %d rows in %d file(s) under s3://%s/%s", rows, len(files), ev.bucket_dstn, version_prefix
+        removed = cleanup_day(clients, ev, version_prefix)
+        previous = sorted(set(old.values()))
+        result = LoadResult(
+            data_ref=ev.data_ref,
+            load_id=load_id,
+            source_key=src.key,
+            source_uri=src.uri,
+            etag=src.etag,
+            size=src.size,
+            last_modified=src.last_modified.isoformat(),
+            rows=rows,
+            bytes=sum(f.bytes for f in files),
+            files=len(files),
+            output_location=f"s3://{ev.bucket_dstn}/{ev.day_prefix}",
+            partition_location=f"s3://{ev.bucket_dstn}/{version_prefix}",
+            table=f"{ev.database}.{ev.table}",
+            previous_location=previous[0] if len(previous) == 1 else (", ".join(previous) or None),
+            bytes_read=bytes_read,
+            seconds=round(time.monotonic() - started, 3),
+            removed_objects=removed,
+            file_keys=[f.key for f in files],
         )
-
-        stage("catalog")
-        columns_types = {f.name: glue_type_of(f.type) for f in stored}
-        declared_types = {c.name: c.glue_type for c in ev.schema}
-        if transform is None:
-            columns_types = {name: declared_types[name] for name in columns_types}
-        partitions_types = {PARTITION_KEY: "string"}
-        for col in ev.extra_partitions:
-            partitions_types[col] = (
-                declared_types[col] if transform is None else glue_type_of(declared.field(col).type)
-            )
-        table_location = f"s3://{ev.bucket_dstn}/{ev.table_root}/"
-        if not catalog.table_is_current(table_def, columns_types):
-            catalog.upsert_table(
-                clients.session,
-                ev.database,
-                ev.table,
-                table_location,
-                columns_types,
-                partitions_types,
-                config=clients.config,
-            )
-        old = catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
-
-        stage("swap")
-        lease.check()
-        new: dict[tuple[str, ...], str] = {}
-        params: dict[tuple[str, ...], dict[str, str]] = {}
-        for f in files:
-            folder = f.key.rsplit("/", 1)[0] + "/"
-            values = (ev.data_ref, *f.values)
-            new[values] = f"s3://{ev.bucket_dstn}/{folder}"
-            params[values] = {
-                PARAM_SOURCE_KEY: src.uri,
-                PARAM_SOURCE_ETAG: src.etag,
-                PARAM_LOAD_ID: load_id,
-                PARAM_ROWS: str(f.rows),
-            }
-        catalog.flip_partitions(
-            clients.session, clients.glue, ev.database, ev.table, new, old, columns_types, params
-        )
-    except BaseException:
-        writer.abort()
-        _discard(clients, ev, version_prefix)
-        raise
-
-    # Still ours? A load that stalled past its lease after the flip may meet a newer load's version here,
-    # registered and served: its cleanup would delete it. Leave the cleanup to the next load instead.
-    try:
-        lease.check()
-    except LoadError as exc:
-        raise LoadError(
-            "lock", f"{exc.message}; the day was swapped, but its cleanup is left to the next load"
-        ) from exc
-    removed = cleanup_day(clients, ev, version_prefix)
-    previous = sorted(set(old.values()))
-    result = LoadResult(
-        data_ref=ev.data_ref,
-        load_id=load_id,
-        source_key=src.key,
-        source_uri=src.uri,
-        etag=src.etag,
-        size=src.size,
-        last_modified=src.last_modified.isoformat(),
-        rows=rows,
-        bytes=sum(f.bytes for f in files),
-        files=len(files),
-        output_location=f"s3://{ev.bucket_dstn}/{ev.day_prefix}",
-        partition_location=f"s3://{ev.bucket_dstn}/{version_prefix}",
-        table=f"{ev.database}.{ev.table}",
-        previous_location=previous[0] if len(previous) == 1 else (", ".join(previous) or None),
-        bytes_read=bytes_read,
-        seconds=round(time.monotonic() - started, 3),
-        removed_objects=removed,
-        file_keys=[f.key for f in files],
-    )
-    log.info("loaded %s: %d rows from %s in %.2fs", result.table, result.rows, src.uri, result.seconds)
-    return result
+        log.info("loaded %s: %d rows from %s in %.2fs", result.table, result.rows, src.uri, result.seconds)
+        return result
 
 
 def loaded_etag(clients: AwsClients, ev: LoadEvent) -> str | None:
