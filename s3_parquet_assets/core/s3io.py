@@ -270,7 +270,11 @@ class S3MultipartWriter(io.RawIOBase):
 
     def _submit(self, chunk: bytes | bytearray) -> None:
         if self._upload_id is None:
-            resp = self._s3.create_multipart_upload(Bucket=self.bucket, Key=self.key, **self._extra)
+            # CRC32 per part, checked by S3 on every UploadPart and kept as the object's composite
+            # checksum (without an algorithm, S3 and its emulators checksum the whole object again)
+            resp = self._s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ChecksumAlgorithm="CRC32", **self._extra
+            )
             self._upload_id = resp["UploadId"]
         number = len(self._parts) + 1
         self._slots.acquire()  # backpressure: wait for a free slot before holding another part
@@ -291,9 +295,13 @@ class S3MultipartWriter(io.RawIOBase):
             UploadId=self._upload_id,
             PartNumber=number,
             Body=chunk,  # type: ignore[arg-type]  # botocore takes a bytearray as it is
+            ChecksumAlgorithm="CRC32",
             **extra,
         )
-        return {"PartNumber": number, "ETag": resp["ETag"]}
+        part: dict[str, Any] = {"PartNumber": number, "ETag": resp["ETag"]}
+        if "ChecksumCRC32" in resp:
+            part["ChecksumCRC32"] = resp["ChecksumCRC32"]
+        return part
 
     def complete(self) -> str:
         """Upload what is left, finish the object and return its ETag (without quotes)."""
