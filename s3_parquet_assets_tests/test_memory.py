@@ -53,3 +53,32 @@ def test_peak_rss_is_flat_in_the_export_size(lake: Lake) -> None:
     # streaming: a few blocks, one row group and two parts in flight; a whole-object read alone is 64 MiB
     assert grown_mb < 96, f"peak RSS grew by {grown_mb:.0f} MiB from a 1 MiB to a 64 MiB export"
     assert big["maxrss_kb"] / 1024 < 400, big
+
+
+POOL_PROBE = """
+import pyarrow as pa
+from s3_parquet_assets.core.memory import configure_memory
+configure_memory()
+configure_memory()  # once per process: a second call changes nothing
+print(pa.default_memory_pool().backend_name)
+"""
+
+
+def _pool_after_configure(**env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    proc = subprocess.run(
+        [sys.executable, "-c", POOL_PROBE],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return proc.stdout.strip()
+
+
+def test_arrow_buffers_come_from_jemalloc_unless_the_operator_chose_a_pool() -> None:
+    # jemalloc with a short decay reuses freed pages (no page fault per reuse) and still returns them
+    assert _pool_after_configure() == "jemalloc"
+    assert _pool_after_configure(ARROW_DEFAULT_MEMORY_POOL="system") == "system"
