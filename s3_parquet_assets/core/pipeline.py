@@ -71,21 +71,23 @@ class Tuning:
     """Performance knobs (defaults chosen by measurement; see benchmarks/README.md).
 
     On two cores the best split measured was one core parsing (pyarrow's serial CSV reader) and one
-    encoding Parquet (the writer thread), with a few parsed batches of slack between them: as fast as
-    the threaded parser and 15-20 % less memory (1 GiB: 9.1-9.6 s at 292-318 MB against 9.0-11.7 s
-    at 335-377 MB). Files roll at 128 MiB so their uploads complete during the load, not after it
-    (1 GiB: 8.4-9.2 s against 9.3 s), and 48 MiB row groups with three parts in flight keep the peak
-    near 300 MB (against 300-390 MB with 64 MiB and four).
+    encoding Parquet (the writer thread): as fast as the threaded parser and 15-20 % less memory.
+    Between them sit about one row group of parsed batches (``queue_depth`` of 4 MiB blocks): the
+    encoder takes a whole row group at once, and with less slack the parser stalls while it encodes
+    and the encoder then waits for the parser (1 GiB csv, encoder busy 5.3 of 7.2 s at 4 batches).
+    36 MiB row groups (~380 k rows here) with 7 batches of slack: 7.9-8.2 s at 327-348 MB, against
+    8.2-8.5 s at 330-350 MB with 48 MiB and 4 (48 MiB and 10: 7.8 s but 360-410 MB). Files roll
+    at 128 MiB so their uploads complete during the load, not after it; three 8 MiB parts in flight.
     """
 
     block_size: int = 4 * 1024 * 1024
     row_group_rows: int = 1_000_000
-    row_group_bytes: int = 48 * 1024 * 1024
+    row_group_bytes: int = 36 * 1024 * 1024
     part_size: int = 8 * 1024 * 1024
     max_in_flight: int = 3
     file_bytes: int = 128 * 1024 * 1024
     threaded: bool = True
-    queue_depth: int = 4
+    queue_depth: int = 7
     csv_threads: bool = False
     tune_memory: bool = True
     lease_ttl_seconds: float = 300.0
