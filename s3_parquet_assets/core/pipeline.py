@@ -150,21 +150,20 @@ def _owner(ev: LoadEvent) -> dict[str, Any]:
     return {"ExpectedBucketOwner": ev.expected_bucket_owner} if ev.expected_bucket_owner else {}
 
 
-def _verify(clients: AwsClients, ev: LoadEvent, files: list[WrittenFile]) -> None:
-    """Read back what was written: every object exists with the written size, and its Parquet footer
-    holds the written row count (footers only, never the data)."""
-    for f in files:
-        head = clients.s3.head_object(Bucket=ev.bucket_dstn, Key=f.key, **_owner(ev))
-        size = int(head["ContentLength"])
-        if size != f.bytes:
-            raise LoadError("write", f"s3://{ev.bucket_dstn}/{f.key}: wrote {f.bytes} bytes, found {size}")
-        with S3SeekableReader(clients.s3, ev.bucket_dstn, f.key, size=size, extra=_owner(ev)) as raw:
-            meta = pq.read_metadata(raw)
-        if meta.num_rows != f.rows:
-            raise LoadError(
-                "write",
-                f"s3://{ev.bucket_dstn}/{f.key}: wrote {f.rows} rows, its footer says {meta.num_rows}",
-            )
+def _verify(clients: AwsClients, ev: LoadEvent, f: WrittenFile) -> None:
+    """Read back what was written: the object exists with the written size, and its Parquet footer
+    holds the written row count (footers only, never the data). Runs as each file completes."""
+    head = clients.s3.head_object(Bucket=ev.bucket_dstn, Key=f.key, **_owner(ev))
+    size = int(head["ContentLength"])
+    if size != f.bytes:
+        raise LoadError("write", f"s3://{ev.bucket_dstn}/{f.key}: wrote {f.bytes} bytes, found {size}")
+    with S3SeekableReader(clients.s3, ev.bucket_dstn, f.key, size=size, extra=_owner(ev)) as raw:
+        meta = pq.read_metadata(raw)
+    if meta.num_rows != f.rows:
+        raise LoadError(
+            "write",
+            f"s3://{ev.bucket_dstn}/{f.key}: wrote {f.rows} rows, its footer says {meta.num_rows}",
+        )
 
 
 def _list_keys(clients: AwsClients, bucket: str, prefix: str, owner: Mapping[str, Any]) -> Iterator[str]:
@@ -369,6 +368,7 @@ def _run(
             max_in_flight=tune.max_in_flight,
             file_bytes=tune.file_bytes,
             extra=_extra_put_args(ev),
+            check=lambda written: _verify(clients, ev, written),
         )
         try:
             try:
@@ -389,7 +389,6 @@ def _run(
             stage("write")
             files = writer.close(empty_file=True)
             pa.default_memory_pool().release_unused()  # hand the encoder's memory back before the catalog
-            _verify(clients, ev, files)
             rows = sum(f.rows for f in files)
             log.info(
                 "wrote %d rows in %d file(s) under s3://%s/%s",

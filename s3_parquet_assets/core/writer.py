@@ -10,7 +10,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -125,6 +125,9 @@ class DatasetWriter:
     file_bytes
         A file that reaches this many bytes is finished (its upload completes in the background) and
         the partition goes on in the next ``part-NNNNN`` file.
+    check
+        Called with each file once its upload completed (on the background thread, so files finished
+        early are checked while the load goes on); an exception fails :meth:`close`.
     """
 
     def __init__(
@@ -142,6 +145,7 @@ class DatasetWriter:
         extra: Mapping[str, Any] | None = None,
         max_partitions: int = 200,
         file_bytes: int = 128 * 1024 * 1024,
+        check: Callable[[WrittenFile], None] | None = None,
     ) -> None:
         self._s3 = s3
         self.bucket = bucket
@@ -155,13 +159,14 @@ class DatasetWriter:
         self._extra = dict(extra or {})
         self._max_partitions = max_partitions
         self._file_bytes = file_bytes
+        self._check = check
         self._open: dict[tuple[str, ...], _Open] = {}
         self._dictionary: list[str] | bool | None = None  # decided on the first batch, kept for the load
         self._next_index: dict[tuple[str, ...], int] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
         # finished files complete here, so the encoder never waits for CompleteMultipartUpload
         self._completer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-complete")
-        self._finishing: list[tuple[_Open, Future[str]]] = []
+        self._finishing: list[tuple[_Open, Future[WrittenFile]]] = []
         self.files: list[WrittenFile] = []
         self.rows = 0
 
@@ -260,7 +265,16 @@ class DatasetWriter:
 
     def _finish(self, target: _Open) -> None:
         target.writer.close()
-        self._finishing.append((target, self._completer.submit(target.sink.complete)))
+        self._finishing.append((target, self._completer.submit(self._complete, target)))
+
+    def _complete(self, target: _Open) -> WrittenFile:
+        etag = target.sink.complete()
+        written = WrittenFile(
+            key=target.key, values=target.values, rows=target.rows, bytes=target.sink.tell(), etag=etag
+        )
+        if self._check is not None:
+            self._check(written)
+        return written
 
     # -- finishing -------------------------------------------------------------------------------
     def close(self, *, empty_file: bool = False) -> list[WrittenFile]:
@@ -275,16 +289,7 @@ class DatasetWriter:
                     del self._open[target.values]
                     self._finish(target)
             for target, future in self._finishing:
-                etag = future.result()
-                self.files.append(
-                    WrittenFile(
-                        key=target.key,
-                        values=target.values,
-                        rows=target.rows,
-                        bytes=target.sink.tell(),
-                        etag=etag,
-                    )
-                )
+                self.files.append(future.result())
                 log.info(
                     "wrote s3://%s/%s (%d rows, %d bytes)",
                     self.bucket,
