@@ -71,8 +71,10 @@ def dictionary_columns(sample: pa.RecordBatch, schema: pa.Schema) -> list[str] |
     for fld in schema:
         if fld.name not in sample.schema.names:
             continue
-        column = sample.column(fld.name)
-        distinct = pc.count_distinct(column, mode="all").as_py()
+        try:
+            distinct = pc.count_distinct(sample.column(fld.name), mode="all").as_py()
+        except pa.ArrowNotImplementedError:  # a type Arrow cannot hash: leave the choice to the writer
+            distinct = 0
         if distinct <= DICTIONARY_MAX_DISTINCT * sample.num_rows:
             keep.append(fld.name)
     return keep

@@ -3,6 +3,8 @@ of the asked size, and dictionary encoding only where the first batch says it pa
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -27,6 +29,14 @@ def test_dictionary_is_kept_for_repetitive_columns_only() -> None:
     assert dictionary_columns(sample, sample.schema) == ["category", "amount"]
     # a small sample says too little: every column keeps the dictionary
     assert dictionary_columns(_batch(0, 50), sample.schema) is True
+    typed = pa.record_batch(
+        {
+            "ts": pa.array(range(2000), pa.timestamp("us")),
+            "price": pa.array([Decimal(i % 7) for i in range(2000)], pa.decimal128(10, 2)),
+            "ok": pa.array([i % 2 == 0 for i in range(2000)]),
+        }
+    )
+    assert dictionary_columns(typed, typed.schema) == ["price", "ok"]
 
 
 def test_written_files_have_the_promised_shape(lake: Lake, clients: AwsClients) -> None:
