@@ -210,6 +210,7 @@ class S3MultipartWriter(io.RawIOBase):
         max_in_flight: int = 4,
         extra: Mapping[str, Any] | None = None,
         pool: ThreadPoolExecutor | None = None,
+        slots: threading.Semaphore | None = None,
     ) -> None:
         super().__init__()
         self._s3 = s3
@@ -221,7 +222,8 @@ class S3MultipartWriter(io.RawIOBase):
         self._written = 0
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
-        self._slots = threading.BoundedSemaphore(max_in_flight)
+        # shared ``slots`` bound the parts of several writers together (a dataset's files)
+        self._slots = slots or threading.BoundedSemaphore(max_in_flight)
         self._own_pool = pool is None
         self._pool = pool or ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
         self._error: BaseException | None = None

@@ -119,7 +119,7 @@ class DatasetWriter:
     row_group_rows, row_group_bytes
         A row group is written when either is reached.
     part_size, max_in_flight
-        Multipart part size and the most parts held in memory at once per object.
+        Multipart part size and the most parts held in memory at once, over all the load's objects.
     extra
         Extra arguments for PutObject/CreateMultipartUpload (encryption, bucket owner).
     max_partitions
@@ -166,6 +166,9 @@ class DatasetWriter:
         self._dictionary: list[str] | bool | None = None  # decided on the first batch, kept for the load
         self._next_index: dict[tuple[str, ...], int] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
+        # one bound for all the load's files: a file finishing while the next one starts (or many
+        # partitions at once) never holds more than ``max_in_flight`` parts in memory together
+        self._slots = threading.BoundedSemaphore(max_in_flight)
         # finished files complete here, so the encoder never waits for CompleteMultipartUpload
         self._completer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-complete")
         self._finishing: list[tuple[_Open, Future[WrittenFile]]] = []
@@ -231,6 +234,7 @@ class DatasetWriter:
             max_in_flight=self._max_in_flight,
             extra={"ContentType": "application/vnd.apache.parquet", **self._extra},
             pool=self._pool,
+            slots=self._slots,
         )
         if self._dictionary is None:
             self._dictionary = True if sample is None else dictionary_columns(sample, self._schema)

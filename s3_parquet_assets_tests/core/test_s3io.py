@@ -8,6 +8,7 @@ import base64
 import os
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -59,7 +60,7 @@ def test_small_object_is_one_put(lake: Lake, clients: AwsClients) -> None:
     assert clients.s3.get_object(Bucket=DST, Key="t/small.bin")["Body"].read() == b"abcdef"
 
 
-def test_parts_in_flight_never_exceed_the_bound(lake: Lake, clients: AwsClients) -> None:
+def _track_in_flight(clients: AwsClients) -> dict[str, int]:
     lock = threading.Lock()
     state = {"now": 0, "max": 0}
 
@@ -76,6 +77,11 @@ def test_parts_in_flight_never_exceed_the_bound(lake: Lake, clients: AwsClients)
 
     clients.s3.meta.events.register("before-call.s3", started)
     clients.s3.meta.events.register("after-call.s3", finished)
+    return state
+
+
+def test_parts_in_flight_never_exceed_the_bound(lake: Lake, clients: AwsClients) -> None:
+    state = _track_in_flight(clients)
     sink = S3MultipartWriter(clients.s3, DST, "t/many.bin", part_size=MIN_PART, max_in_flight=2)
     chunk = os.urandom(MIN_PART)
     for _ in range(8):
@@ -83,6 +89,26 @@ def test_parts_in_flight_never_exceed_the_bound(lake: Lake, clients: AwsClients)
     sink.complete()
     assert 1 <= state["max"] <= 2
     assert clients.s3.head_object(Bucket=DST, Key="t/many.bin")["ContentLength"] == 8 * MIN_PART
+
+
+def test_shared_slots_bound_several_objects_together(lake: Lake, clients: AwsClients) -> None:
+    state = _track_in_flight(clients)
+    slots = threading.BoundedSemaphore(2)
+    with ThreadPoolExecutor(max_workers=6) as pool:  # enough workers: only the slots can bound it
+        sinks = [
+            S3MultipartWriter(
+                clients.s3, DST, f"t/obj-{i}.bin", part_size=MIN_PART, max_in_flight=3, pool=pool, slots=slots
+            )
+            for i in range(3)
+        ]
+        chunk = os.urandom(MIN_PART)
+        for _ in range(3):
+            for sink in sinks:  # interleaved, as files of one load are
+                sink.write(chunk)
+        for sink in sinks:
+            sink.complete()
+    assert 1 <= state["max"] <= 2
+    assert lake.keys("t/") == ["t/obj-0.bin", "t/obj-1.bin", "t/obj-2.bin"]
 
 
 def test_failed_part_aborts_and_leaves_no_upload(lake: Lake, clients: AwsClients) -> None:
