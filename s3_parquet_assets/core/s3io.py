@@ -195,7 +195,8 @@ class S3MultipartWriter(io.RawIOBase):
 
     Writes are buffered into parts of ``part_size`` bytes; each full part is uploaded on a thread pool
     while the caller keeps writing, with at most ``max_in_flight`` parts held in memory (writes block
-    when the limit is reached: backpressure). Objects smaller than one part go up in one PUT.
+    when the limit is reached: backpressure; ``slots``, a semaphore shared by several writers, bounds
+    their parts together instead). Objects smaller than one part go up in one PUT.
     Call :meth:`complete` to finish (returns the object's ETag) or :meth:`abort` to drop it; an
     aborted or failed upload leaves no multipart upload behind.
     """

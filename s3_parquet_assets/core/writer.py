@@ -157,7 +157,6 @@ class DatasetWriter:
         self._row_group_rows = row_group_rows
         self._row_group_bytes = row_group_bytes
         self._part_size = part_size if not partition_cols else min(part_size, 8 * 1024 * 1024)
-        self._max_in_flight = max_in_flight
         self._extra = dict(extra or {})
         self._max_partitions = max_partitions
         self._file_bytes = file_bytes
@@ -231,7 +230,6 @@ class DatasetWriter:
             self.bucket,
             key,
             part_size=self._part_size,
-            max_in_flight=self._max_in_flight,
             extra={"ContentType": "application/vnd.apache.parquet", **self._extra},
             pool=self._pool,
             slots=self._slots,
