@@ -25,7 +25,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3MultipartWriter", "S3SeekableReader", "S3StreamReader"]
+__all__ = ["PartBuffers", "S3MultipartWriter", "S3SeekableReader", "S3StreamReader"]
 
 log = logging.getLogger(__name__)
 
@@ -190,13 +190,44 @@ class S3SeekableReader(S3StreamReader):
         return super().read(size)
 
 
+class PartBuffers:
+    """Recycled part buffers of one fixed size, shared by the writers of one load.
+
+    Writes are copied into a preallocated buffer instead of growing a fresh one for every part: the
+    buffer's pages stay mapped from one part to the next, so a load does not fault in (and zero) a new
+    part's worth of memory every ``part_size`` bytes, nor copy it again on each growth step. At most
+    ``keep`` idle buffers are kept; the rest are freed.
+    """
+
+    def __init__(self, size: int, keep: int) -> None:
+        self.size = size
+        self._keep = keep
+        self._free: list[bytearray] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> bytearray:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+        return bytearray(self.size)
+
+    def give_back(self, buf: bytearray) -> None:
+        if len(buf) != self.size:
+            return
+        with self._lock:
+            if len(self._free) < self._keep:
+                self._free.append(buf)
+
+
 class S3MultipartWriter(io.RawIOBase):
     """Write-only file object that uploads to S3.
 
-    Writes are buffered into parts of ``part_size`` bytes; each full part is uploaded on a thread pool
-    while the caller keeps writing, with at most ``max_in_flight`` parts held in memory (writes block
-    when the limit is reached: backpressure; ``slots``, a semaphore shared by several writers, bounds
-    their parts together instead). Objects smaller than one part go up in one PUT.
+    Writes are copied into parts of exactly ``part_size`` bytes (the last may be shorter); each full
+    part is uploaded on a thread pool while the caller keeps writing, with at most ``max_in_flight``
+    parts held in memory (writes block when the limit is reached: backpressure; ``slots``, a semaphore
+    shared by several writers, bounds their parts together instead). A part's buffer goes back to
+    ``buffers`` (shared by several writers, or the writer's own) once S3 has it. Objects smaller than
+    one part go up in one PUT.
     Call :meth:`complete` to finish (returns the object's ETag) or :meth:`abort` to drop it; an
     aborted or failed upload leaves no multipart upload behind.
     """
@@ -212,14 +243,17 @@ class S3MultipartWriter(io.RawIOBase):
         extra: Mapping[str, Any] | None = None,
         pool: ThreadPoolExecutor | None = None,
         slots: threading.Semaphore | None = None,
+        buffers: PartBuffers | None = None,
     ) -> None:
         super().__init__()
         self._s3 = s3
         self.bucket = bucket
         self.key = key
-        self._part_size = max(part_size, MIN_PART)
+        self._buffers = buffers or PartBuffers(max(part_size, MIN_PART), keep=max_in_flight + 1)
+        self._part_size = self._buffers.size
         self._extra = dict(extra or {})
-        self._buf = bytearray()
+        self._buf: bytearray | None = None  # the part being filled, taken from ``buffers`` on demand
+        self._fill = 0
         self._written = 0
         self._upload_id: str | None = None
         self._parts: list[Future[dict[str, Any]]] = []
@@ -248,13 +282,20 @@ class S3MultipartWriter(io.RawIOBase):
         if self._done:
             raise ValueError(f"{self.uri}: write after complete")
         self._raise_part_error()
-        self._buf += view
-        self._written += len(view)
-        if len(self._buf) >= self._part_size:
-            # hand the whole buffer over as the part (no copy); parts may differ in size
-            chunk, self._buf = self._buf, bytearray()
-            self._submit(chunk)
-        return len(view)
+        n, off = len(view), 0
+        while off < n:
+            if self._buf is None:
+                self._buf, self._fill = self._buffers.take(), 0
+            take = min(n - off, self._part_size - self._fill)
+            self._buf[self._fill : self._fill + take] = view[off : off + take]
+            self._fill += take
+            off += take
+            if self._fill == self._part_size:
+                # the full buffer is the part (no copy); it comes back to ``buffers`` once uploaded
+                chunk, self._buf = self._buf, None
+                self._submit(chunk, recycle=True)
+        self._written += n
+        return n
 
     def flush(self) -> None:
         self._raise_part_error()
@@ -271,7 +312,16 @@ class S3MultipartWriter(io.RawIOBase):
                 self._error = fut.exception()
                 raise self._error  # type: ignore[misc]
 
-    def _submit(self, chunk: bytes | bytearray) -> None:
+    def _tail(self) -> bytes:
+        """What is left in the part being filled, as its own bytes (the buffer goes back for reuse)."""
+        if self._buf is None:
+            return b""
+        data = bytes(memoryview(self._buf)[: self._fill])
+        self._buffers.give_back(self._buf)
+        self._buf, self._fill = None, 0
+        return data
+
+    def _submit(self, chunk: bytes | bytearray, *, recycle: bool = False) -> None:
         if self._upload_id is None:
             # CRC32 per part, checked by S3 on every UploadPart and kept as the object's composite
             # checksum (without an algorithm, S3 and its emulators checksum the whole object again)
@@ -286,7 +336,13 @@ class S3MultipartWriter(io.RawIOBase):
         except BaseException:
             self._slots.release()
             raise
-        fut.add_done_callback(lambda _f: self._slots.release())
+
+        def done(_f: Future[dict[str, Any]]) -> None:
+            if recycle and isinstance(chunk, bytearray):
+                self._buffers.give_back(chunk)
+            self._slots.release()
+
+        fut.add_done_callback(done)
         self._parts.append(fut)
 
     def _upload_part(self, number: int, chunk: bytes | bytearray) -> dict[str, Any]:
@@ -313,12 +369,12 @@ class S3MultipartWriter(io.RawIOBase):
         try:
             if self._upload_id is None:
                 resp: Any = self._s3.put_object(
-                    Bucket=self.bucket, Key=self.key, Body=bytes(self._buf), **self._extra
+                    Bucket=self.bucket, Key=self.key, Body=self._tail(), **self._extra
                 )
             else:
-                if self._buf:
-                    self._submit(self._buf)
-                self._buf = bytearray()
+                tail = self._tail()
+                if tail:
+                    self._submit(tail)
                 parts = [f.result() for f in self._parts]
                 owner = {k: v for k, v in self._extra.items() if k == "ExpectedBucketOwner"}
                 resp = self._s3.complete_multipart_upload(
@@ -356,7 +412,9 @@ class S3MultipartWriter(io.RawIOBase):
 
     def _finish(self) -> None:
         self._done = True
-        self._buf = bytearray()
+        if self._buf is not None:
+            self._buffers.give_back(self._buf)
+        self._buf, self._fill = None, 0
         self._parts = []
         if self._own_pool:
             self._pool.shutdown(wait=False)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from .errors import LoadError
 from .memory import trim
-from .s3io import S3MultipartWriter
+from .s3io import MIN_PART, PartBuffers, S3MultipartWriter
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -168,6 +168,8 @@ class DatasetWriter:
         # one bound for all the load's files: a file finishing while the next one starts (or many
         # partitions at once) never holds more than ``max_in_flight`` parts in memory together
         self._slots = threading.BoundedSemaphore(max_in_flight)
+        # their buffers are recycled: parts in flight, plus one filling per open file, stay mapped
+        self._buffers = PartBuffers(max(self._part_size, MIN_PART), keep=max_in_flight + 1)
         # finished files complete here, so the encoder never waits for CompleteMultipartUpload
         self._completer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-complete")
         self._finishing: list[tuple[_Open, Future[WrittenFile]]] = []
@@ -233,6 +235,7 @@ class DatasetWriter:
             extra={"ContentType": "application/vnd.apache.parquet", **self._extra},
             pool=self._pool,
             slots=self._slots,
+            buffers=self._buffers,
         )
         if self._dictionary is None:
             self._dictionary = True if sample is None else dictionary_columns(sample, self._schema)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from s3_parquet_assets.core import AwsClients
-from s3_parquet_assets.core.s3io import MIN_PART, S3MultipartWriter
+from s3_parquet_assets.core.s3io import MIN_PART, PartBuffers, S3MultipartWriter
 
 from ..helpers import DST, Lake
 
@@ -27,15 +27,11 @@ def test_multipart_object_is_byte_exact_with_composite_crc32(lake: Lake, clients
     data = os.urandom(MIN_PART * 2 + 12345)
     writes = [data[i : i + 1_000_003] for i in range(0, len(data), 1_000_003)]  # not part-aligned
     sink = S3MultipartWriter(clients.s3, DST, "t/obj.bin", part_size=MIN_PART, max_in_flight=2)
-    parts, buf = [], b""
     for w in writes:
         sink.write(w)
-        buf += w
-        if len(buf) >= MIN_PART:  # the writer's rule: a part is what has gathered once it is big enough
-            parts.append(buf)
-            buf = b""
-    parts.append(buf)
     etag = sink.complete()
+    # the writer's rule: parts of exactly part_size bytes, whatever the writes, and a shorter last one
+    parts = [data[i : i + MIN_PART] for i in range(0, len(data), MIN_PART)]
 
     got = clients.s3.get_object(Bucket=DST, Key="t/obj.bin")
     assert got["Body"].read() == data
@@ -126,3 +122,25 @@ def test_failed_part_aborts_and_leaves_no_upload(lake: Lake, clients: AwsClients
     sink.abort()
     assert lake.multipart_uploads() == []
     assert lake.keys("t/") == []
+
+
+def test_part_buffers_are_recycled_not_reallocated(lake: Lake, clients: AwsClients) -> None:
+    taken: list[bytearray] = []  # the buffers themselves: alive, so distinct ones have distinct ids
+
+    class Counting(PartBuffers):
+        def take(self) -> bytearray:
+            buf = super().take()
+            taken.append(buf)
+            return buf
+
+    data = os.urandom(MIN_PART * 7 + 99)
+    buffers = Counting(MIN_PART, keep=3)
+    sink = S3MultipartWriter(clients.s3, DST, "t/recycled.bin", max_in_flight=2, buffers=buffers)
+    for i in range(0, len(data), 3_000_017):
+        sink.write(data[i : i + 3_000_017])
+    sink.complete()
+
+    assert clients.s3.get_object(Bucket=DST, Key="t/recycled.bin")["Body"].read() == data
+    assert len(taken) == 8  # one buffer per part
+    # two parts in flight and one filling: never more than three distinct buffers for the eight parts
+    assert len({id(b) for b in taken}) <= 3
