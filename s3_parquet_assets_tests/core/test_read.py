@@ -1,9 +1,11 @@
 """Reading: csv / gz / zip, typed schemas, header and delimiter options, bad rows with line numbers,
-and the per-batch transform hook. Every test loads through the real pipeline against moto."""
+and the per-batch transform hook. Every test loads through the real pipeline against moto, but for the
+read-ahead bound, which reads an in-memory export straight through the reader."""
 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import time
 from decimal import Decimal
 
@@ -11,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from s3_parquet_assets.core import AwsClients, Tuning, handle_event, parse_event, run_load
+from s3_parquet_assets.core.reader import MIN_READ_AHEAD_BLOCKS, iter_batches
 
 from ..helpers import DST, Lake, csv_rows, event, gz, zipped
 
@@ -201,3 +204,49 @@ def test_files_roll_and_all_of_them_are_registered(lake: Lake, clients: AwsClien
     assert names == [f"part-{i:05d}.snappy.parquet" for i in range(result.files)]
     assert len({k.rsplit("/", 1)[0] for k in result.file_keys}) == 1  # one load folder
     assert sorted(int(r["id"]) for r in lake.read_catalog()) == list(range(30_000))
+
+
+class _CountingSource(io.RawIOBase):
+    """An in-memory export that counts the bytes the reader has pulled from it."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__()
+        self._data = io.BytesIO(data)
+        self.pulled = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._data.read(size)
+        self.pulled += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("ahead", [MIN_READ_AHEAD_BLOCKS, 4])
+def test_reads_stay_within_the_read_ahead_of_the_batches_taken(ahead: int) -> None:
+    # a slow consumer (the encoder) gives the parser's reads every chance to run ahead: without the
+    # bound they pull the whole 40-block export before the second batch is taken
+    block = 64 * 1024
+    data = csv_rows(150_000)
+    src = _CountingSource(data)
+    ev = parse_event(event())
+    rows = 0
+    for taken, batch in enumerate(
+        iter_batches(lambda: src, ev, "mem://sales.csv", block_size=block, read_ahead_blocks=ahead), 1
+    ):
+        time.sleep(0.005)
+        # one read may be under way when the gate opens: ahead blocks past the taken ones, plus that one
+        assert src.pulled <= (taken + ahead + 1) * block, (taken, src.pulled // block)
+        rows += batch.num_rows
+    assert rows == 150_000
+    assert src.pulled == len(data) > 40 * block
+
+
+def test_read_ahead_below_one_block_past_the_parser_is_refused() -> None:
+    with pytest.raises(ValueError, match="read_ahead_blocks must be at least 2, not 1"):
+        Tuning(read_ahead_blocks=1)
+    with pytest.raises(ValueError, match="read_ahead_blocks must be at least 2, not 1"):
+        next(
+            iter_batches(lambda: io.BytesIO(b"1,a,2\n"), parse_event(event()), "mem://x", read_ahead_blocks=1)
+        )
