@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHARED = Path(os.environ.get("BENCH_SHARED", ROOT.parent / "shared" / "bench"))
 RSS_BOUND_MB = 400
+LOADER_PATHS = ("s3_parquet_assets", "pyproject.toml", "constraints.txt")
 LINE = re.compile(r"wall=(?P<wall>[\d:.]+) max_rss_mb=(?P<rss>\d+) rows_out=(?P<rows>\d+)")
 
 
@@ -117,7 +118,8 @@ def main() -> int:
 
 
 def run_stamp() -> str:
-    """The commit (with ``+`` when the tree has changes) and UTC time of this run."""
+    """The commit (with ``+`` when the loader's code or pins differ from it) and UTC time of this run.
+    Changes elsewhere (these results, the docs) do not mark it."""
     try:
         head = subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
@@ -126,7 +128,7 @@ def run_stamp() -> str:
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--", *LOADER_PATHS],
             capture_output=True,
             text=True,
             check=True,
