@@ -39,9 +39,9 @@ from .event import PARTITION_KEY, LoadEvent, parse_event
 from .lease import DayLease, lease_key
 from .memory import configure_memory
 from .reader import (
-    MIN_READ_AHEAD_BLOCKS,
     apply_transform,
     arrow_schema,
+    check_read_ahead,
     glue_type_of,
     iter_batches,
     load_transform,
@@ -106,11 +106,7 @@ class Tuning:
     lease_ttl_seconds: float = 300.0
 
     def __post_init__(self) -> None:
-        if self.read_ahead_blocks < MIN_READ_AHEAD_BLOCKS:
-            raise ValueError(
-                f"Tuning.read_ahead_blocks must be at least {MIN_READ_AHEAD_BLOCKS}, "
-                f"not {self.read_ahead_blocks}"
-            )
+        check_read_ahead(self.read_ahead_blocks)  # at construction, not once the load holds the day
 
 
 @dataclass

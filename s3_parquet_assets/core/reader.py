@@ -34,6 +34,7 @@ __all__ = [
     "MIN_READ_AHEAD_BLOCKS",
     "arrow_schema",
     "arrow_type",
+    "check_read_ahead",
     "glue_type_of",
     "iter_batches",
     "load_transform",
@@ -227,6 +228,12 @@ def _options(
 _DECOMPRESS_ERRORS = DECOMPRESS_ERRORS
 
 
+def check_read_ahead(blocks: int) -> None:
+    """Refuse a read-ahead below ``MIN_READ_AHEAD_BLOCKS`` (``ValueError``)."""
+    if blocks < MIN_READ_AHEAD_BLOCKS:
+        raise ValueError(f"read_ahead_blocks must be at least {MIN_READ_AHEAD_BLOCKS}, not {blocks}")
+
+
 def iter_batches(
     open_stream: Callable[[], io.IOBase],
     ev: LoadEvent,
@@ -249,10 +256,7 @@ def iter_batches(
     ValueError
         ``read_ahead_blocks`` is below ``MIN_READ_AHEAD_BLOCKS``.
     """
-    if read_ahead_blocks < MIN_READ_AHEAD_BLOCKS:
-        raise ValueError(
-            f"read_ahead_blocks must be at least {MIN_READ_AHEAD_BLOCKS}, not {read_ahead_blocks}"
-        )
+    check_read_ahead(read_ahead_blocks)
     types = {c.name: arrow_type(c.type) for c in ev.schema}
     read, parse, convert = _options(ev, block_size=block_size, use_threads=use_threads, types=types)
     rows = 0
