@@ -149,18 +149,23 @@ def merge(path: Path, new: list[dict[str, object]]) -> list[dict[str, object]]:
     return sorted(kept + new, key=lambda r: (r["mb"], str(r["fmt"]), str(r["loader"])))  # type: ignore[arg-type]
 
 
-def targets(by: dict[tuple[object, object, object], dict[str, object]]) -> list[str]:
-    """The performance issue's targets, each with whether the table meets it."""
+Results = dict[tuple[object, object, object], dict[str, object]]
 
-    def ratio(mb: float, fmt: str, other: str) -> float | None:
-        o, b = by.get((mb, fmt, "ours")), by.get((mb, fmt, other))
-        return o["wall"] / b["wall"] if o and b else None  # type: ignore[operator]
+
+def ratio(by: Results, mb: float, fmt: str, other: str) -> float | None:
+    """This loader's wall time over ``other``'s for one case (None when either did not run)."""
+    o, b = by.get((mb, fmt, "ours")), by.get((mb, fmt, other))
+    return o["wall"] / b["wall"] if o and b else None  # type: ignore[operator]
+
+
+def targets(by: Results) -> list[str]:
+    """The performance issue's targets, each with whether the table meets it."""
 
     def verdict(ok: bool | None) -> str:
         return "not measured" if ok is None else ("met" if ok else "MISSED")
 
     lines = ["", "Targets:"]
-    a, s = ratio(1024.0, "csv", "arrow"), ratio(1024.0, "csv", "seed")
+    a, s = ratio(by, 1024.0, "csv", "arrow"), ratio(by, 1024.0, "csv", "seed")
     lines.append(f"- 1 GiB csv wall <= 0.75 x arrow_stream.py: {verdict(None if a is None else a <= 0.75)}")
     lines.append(f"- 1 GiB csv wall <= 0.5 x seed_lambda.py: {verdict(None if s is None else s <= 0.5)}")
     ours = [r for (mb, _, loader), r in by.items() if loader == "ours" and mb > 1]  # type: ignore[operator]
@@ -170,13 +175,13 @@ def targets(by: dict[tuple[object, object, object], dict[str, object]]) -> list[
         f"- peak RSS <= {RSS_BOUND_MB} MB for every size and format ({sizes} MiB; highest {peak} MB): "
         f"{verdict(None if peak is None else peak <= RSS_BOUND_MB)}"
     )
-    small = ratio(1.0, "csv", "get_only")
+    small = ratio(by, 1.0, "csv", "get_only")
     lines.append(f"- 1 MiB csv < 2 x get_only.py: {verdict(None if small is None else small < 2)}")
     return lines
 
 
 def render(results: list[dict[str, object]]) -> str:
-    by = {(r["mb"], r["fmt"], r["loader"]): r for r in results if r["ok"]}
+    by: Results = {(r["mb"], r["fmt"], r["loader"]): r for r in results if r["ok"]}
     lines = [
         "| MB | fmt | ours wall | ours RSS | seed wall | seed RSS | arrow wall | arrow RSS "
         "| ours/arrow | ours/seed | rows | run |",
@@ -188,8 +193,9 @@ def render(results: list[dict[str, object]]) -> str:
         def cell(r: dict[str, object] | None, key: str, fmt_: str) -> str:
             return fmt_.format(r[key]) if r else "-"
 
-        ratio_a = f"{o['wall'] / a['wall']:.2f}" if o and a else "-"  # type: ignore[operator]
-        ratio_s = f"{o['wall'] / s['wall']:.2f}" if o and s else "-"  # type: ignore[operator]
+        ra, rs = ratio(by, mb, fmt, "arrow"), ratio(by, mb, fmt, "seed")  # type: ignore[arg-type]
+        ratio_a = "-" if ra is None else f"{ra:.2f}"
+        ratio_s = "-" if rs is None else f"{rs:.2f}"
         rows = o["rows"] if o else "-"
         run = o.get("run", "-") if o else "-"
         lines.append(
@@ -198,11 +204,12 @@ def render(results: list[dict[str, object]]) -> str:
             f"| {cell(a, 'rss_mb', '{} MB')} | {ratio_a} | {ratio_s} | {rows} | {run} |"
         )
     small_o, small_g = by.get((1.0, "csv", "ours")), by.get((1.0, "csv", "get_only"))
-    if small_o and small_g:
+    small = ratio(by, 1.0, "csv", "get_only")
+    if small_o and small_g and small is not None:
         lines.append("")
         lines.append(
             f"1 MiB csv: ours {small_o['wall']:.2f} s vs get_only.py {small_g['wall']:.2f} s "
-            f"(ratio {small_o['wall'] / small_g['wall']:.2f}; target < 2; run {small_o.get('run', '-')})"  # type: ignore[operator]
+            f"(ratio {small:.2f}; target < 2; run {small_o.get('run', '-')})"
         )
     lines.extend(targets(by))
     return "\n".join(lines) + "\n"
