@@ -69,12 +69,11 @@ import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote_plus
 
-from .core import AwsClients, LoadError, LoadEvent, error_response, handle_event, make_clients, yesterday
+from .core import AwsClients, LoadError, contract, error_response, handle_event, make_clients, yesterday
 
 if TYPE_CHECKING:
     from dagster_pipes import PipesContext, PipesException
@@ -98,20 +97,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENV_PREFIX = "S3PA_"
-ENV_EVENT_DEFAULTS = "S3PA_EVENT_DEFAULTS"
+ENV_EVENT_DEFAULTS = contract.ENV_EVENT_DEFAULTS
 ENV_DATA_REF_PATTERN = "S3PA_DATA_REF_PATTERN"
 ENV_RAISE_ON_ERROR = "S3PA_RAISE_ON_ERROR"
 ENV_LOG_LEVEL = "S3PA_LOG_LEVEL"
-_HANDLER_SETTINGS = frozenset({ENV_EVENT_DEFAULTS, ENV_DATA_REF_PATTERN, ENV_RAISE_ON_ERROR, ENV_LOG_LEVEL})
+_HANDLER_SETTINGS = frozenset({ENV_DATA_REF_PATTERN, ENV_RAISE_ON_ERROR, ENV_LOG_LEVEL})
 
 DEFAULT_DATA_REF_PATTERN = r"(?<!\d)(?P<data_ref>\d{8})(?!\d)"
-
-# The event fields of the core contract (LoadEvent's fields, minus the raw copy).
-EVENT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LoadEvent) if f.name != "raw")
-_LIST_FIELDS = frozenset({"schema", "partitions_cols"})
-_BOOL_FIELDS = frozenset({"header", "allow_empty"})
-_NOT_SETTINGS = frozenset({"data_ref"})
 
 # Dagster Pipes bootstrap keys (dagster_pipes.DAGSTER_PIPES_CONTEXT_ENV_VAR / ..._MESSAGES_ENV_VAR),
 # spelled out so that importing this module does not import dagster_pipes.
@@ -164,62 +156,12 @@ def _setting_error(name: str, rule: str) -> LoadError:
     return LoadError("validate", f"setting {name}: {rule}")
 
 
-def _parse_list(name: str, raw: str) -> list[Any]:
-    text = raw.strip()
-    if text.startswith("["):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise _setting_error(name, f"is not valid JSON: {exc}") from None
-        if not isinstance(value, list):
-            raise _setting_error(name, "must be a JSON list or comma-separated names")
-        return value
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def _parse_bool(name: str, raw: str) -> bool:
-    text = raw.strip().lower()
-    if text in ("true", "1", "yes"):
-        return True
-    if text in ("false", "0", "no"):
-        return False
-    raise _setting_error(name, f"{raw!r} must be true or false")
-
-
 def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The event fields configured for scheduled and S3 events: ``S3PA_EVENT_DEFAULTS`` (JSON object)
-    overridden by the individual ``S3PA_<FIELD>`` variables. Raises ``LoadError("validate")``."""
+    """The event fields configured for scheduled and S3 events: the contract's environment scheme
+    (``S3PA_EVENT_DEFAULTS`` overridden by ``S3PA_<FIELD>``), event fields only."""
     env = os.environ if environ is None else environ
-    out: dict[str, Any] = {}
-    defaults = env.get(ENV_EVENT_DEFAULTS, "").strip()
-    if defaults:
-        try:
-            parsed = json.loads(defaults)
-        except json.JSONDecodeError as exc:
-            raise _setting_error(ENV_EVENT_DEFAULTS, f"is not valid JSON: {exc}") from None
-        if not isinstance(parsed, dict):
-            raise _setting_error(ENV_EVENT_DEFAULTS, "must be a JSON object of event fields")
-        if "data_ref" in parsed:
-            raise _setting_error(ENV_EVENT_DEFAULTS, "must not set data_ref (it comes from each event)")
-        out.update(parsed)
-    by_env = {f"{ENV_PREFIX}{name.upper()}": name for name in EVENT_FIELDS}
-    for var in sorted(env):
-        if not var.startswith(ENV_PREFIX) or var in _HANDLER_SETTINGS:
-            continue
-        name = by_env.get(var)
-        if name is None or name in _NOT_SETTINGS:
-            allowed = sorted([*_HANDLER_SETTINGS, *(v for v, n in by_env.items() if n not in _NOT_SETTINGS)])
-            raise _setting_error(var, f"is not a known setting; known: {', '.join(allowed)}")
-        raw = env[var]
-        if raw.strip() == "":
-            continue
-        if name in _LIST_FIELDS:
-            out[name] = _parse_list(var, raw)
-        elif name in _BOOL_FIELDS:
-            out[name] = _parse_bool(var, raw)
-        else:
-            out[name] = raw
-    return out
+    values = contract.settings_from_env(env, reserved=_HANDLER_SETTINGS)
+    return {k: v for k, v in values.items() if contract.field(k).event}
 
 
 def _data_ref_pattern(environ: Mapping[str, str]) -> re.Pattern[str]:

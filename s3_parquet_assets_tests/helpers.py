@@ -136,6 +136,11 @@ class Lake:
         assert part is not None, f"no Glue partition for {day}"
         return self.read_location(part["StorageDescriptor"]["Location"])
 
+    def read_table_day(self, table: str, day: str) -> list[dict[str, Any]]:
+        """Like :meth:`read_catalog`, for any table of the database."""
+        part = self.clients.glue.get_partition(DatabaseName=DB, TableName=table, PartitionValues=[day])
+        return self.read_location(part["Partition"]["StorageDescriptor"]["Location"])
+
     def read_day_folder(self, day: str = DAY) -> list[dict[str, Any]]:
         return self.read_location(f"s3://{DST}/{PATHOUT}/data_ref={day}/")
 

@@ -5,21 +5,30 @@ Public API::
     from s3_parquet_assets.core import parse_event, make_clients, run_load, handle_event
 """
 
+from . import contract
 from .aws import AwsClients, make_clients, retry_config
+from .catchup import DayCheck, catch_up, check_day, window
 from .errors import LoadError, Stage
 from .event import Column, LoadEvent, parse_event, yesterday
 from .pipeline import LoadResult, Tuning, error_response, handle_event, loaded_etag, new_load_id, run_load
 from .source import SourceObject, find_latest
+from .tables import Tables, TableSpec, parse_tables, read_tables, table_from_settings
 
 __all__ = [
     "AwsClients",
     "Column",
+    "DayCheck",
     "LoadError",
     "LoadEvent",
     "LoadResult",
     "SourceObject",
     "Stage",
+    "TableSpec",
+    "Tables",
     "Tuning",
+    "catch_up",
+    "check_day",
+    "contract",
     "error_response",
     "find_latest",
     "handle_event",
@@ -27,7 +36,11 @@ __all__ = [
     "make_clients",
     "new_load_id",
     "parse_event",
+    "parse_tables",
+    "read_tables",
     "retry_config",
     "run_load",
+    "table_from_settings",
+    "window",
     "yesterday",
 ]

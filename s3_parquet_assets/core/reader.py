@@ -422,7 +422,7 @@ def apply_transform(
         if schema is None:
             table = pa.Table.from_pandas(out, preserve_index=False)
             for name in table.column_names:
-                validate_glue_name("transform output column", name)
+                validate_glue_name(name, "transform output column")
             missing = [c for c in required if c not in table.column_names]
             if missing:
                 raise LoadError("read", f"transform output lacks partition column(s) {missing}")

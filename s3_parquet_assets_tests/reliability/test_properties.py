@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from s3_parquet_assets.core import AwsClients, LoadError, LoadEvent, handle_event, make_clients, parse_event
-from s3_parquet_assets.core.event import _FIELDS
+from s3_parquet_assets.core.contract import event_fields
 
 from ..helpers import DAY, SRC, TYPED, Lake, csv_rows, event, gz, zipped
 from .support import TALLY, TUNE, day_versions, reset_moto, snapshot
@@ -52,7 +52,7 @@ json_value = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=8,
 )
-field_names = st.sampled_from(sorted(_FIELDS))
+field_names = st.sampled_from(sorted(f.name for f in event_fields()))
 
 
 @st.composite
