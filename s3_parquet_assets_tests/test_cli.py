@@ -414,6 +414,29 @@ def test_tables_refuses_a_bad_file(
     assert f"s3-parquet-assets: error: validate: tables file {tables}: {where}" in err
 
 
+def test_tables_file_read_from_s3(lake: Lake, capsys: pytest.CaptureFixture[str]) -> None:
+    lake.put("config/tables.yaml", TABLES_YAML.encode())
+    staged = stage_day(lake, "20240115")
+    code, out, err = _main(capsys, "tables", "s3://src-bucket/config/tables.yaml")
+    assert code == 0, err
+    assert [line.split()[0] for line in out[1:]] == list(NAMES)
+    code, out, err = _main(
+        capsys,
+        "load",
+        "--tables",
+        "s3://src-bucket/config/tables.yaml",
+        "--table",
+        "sales",
+        "--day",
+        "20240115",
+    )
+    assert code == 0, err
+    _assert_day(lake, "sales", "20240115", staged["sales"])
+    code, out, err = _main(capsys, "tables", "s3://src-bucket/config/missing.yaml")
+    assert (code, out) == (1, [])
+    assert "error: validate: cannot read the tables file s3://src-bucket/config/missing.yaml: " in err
+
+
 def test_console_script_tables_of_a_bad_file(tmp_path: Path) -> None:
     tables = str(write_tables_file(tmp_path, TABLES_YAML.replace("substr: stock", "substr: 7")))
     proc = _cli("tables", tables)
