@@ -163,17 +163,10 @@ def test_load_defaults_to_yesterday(lake: Lake, tmp_path: Path, capsys: pytest.C
 def test_console_script_loads_a_range_with_progress_on_stderr(lake: Lake, aws: str, tmp_path: Path) -> None:
     tables = str(write_tables_file(tmp_path))
     staged = {day: stage_day(lake, day) for day in ("20240114", "20240115")}
-    env = {"PATH": os.environ.get("PATH", ""), **stage_env(aws)}
-    exe = ROOT / ".venv" / "bin" / "s3-parquet-assets"
-    assert exe.exists(), "the console script is installed by make install"
-    proc = subprocess.run(
-        [str(exe), "load", "--tables", tables, "--table", "stock", "--from", "20240114", "--to", "20240115"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    assert _exe() == [str(ROOT / ".venv" / "bin" / "s3-parquet-assets")], "installed by make install"
+    env = {"PATH": os.environ.get("PATH", ""), **stage_env(aws)}  # only the emulator's settings
+    proc = _cli(
+        "load", "--tables", tables, "--table", "stock", "--from", "20240114", "--to", "20240115", env=env
     )
     assert proc.returncode == 0, proc.stderr
     responses = [json.loads(line) for line in proc.stdout.splitlines()]
