@@ -53,6 +53,8 @@ __all__ = ["StackError", "cron", "logical_ids", "main", "render", "render_file",
 if __package__ in (None, ""):  # run as a script: the repository root holds the package
     sys.path.insert(0, str(ROOT))
 
+from s3_parquet_assets.core.errors import LoadError  # noqa: E402
+from s3_parquet_assets.core.event import LoadEvent  # noqa: E402
 from s3_parquet_assets.core.tables import Tables, TableSpec, read_tables  # noqa: E402
 
 
@@ -115,20 +117,23 @@ def _covering(prefixes: Iterable[str]) -> list[str]:
 
 
 def _check_grantable(tables: Tables) -> None:
-    """Refuse what IAM cannot grant exactly: '*', '?' and '$' in a source prefix would be read as
-    wildcards or policy variables (pathoutput cannot hold them)."""
+    """Refuse what IAM cannot grant exactly: '*', '?' and '$' in a source prefix or a KMS key would
+    be read as wildcards or policy variables (pathoutput cannot hold them)."""
     if len(tables) > MAX_TABLES:
         raise StackError(
             f"{tables.source}: {len(tables)} tables; one stack serves at most {MAX_TABLES} (the function's "
             "resource policy holds one statement per schedule, 20 KB): split the tables file"
         )
     for spec in tables:
-        prefix = spec.probe.prefix
-        if _UNSAFE.search(source_root(prefix)):
-            raise StackError(
-                f"{tables.source}: tables[{spec.name}].prefix: {prefix!r} holds '*', '?' or '$', which IAM "
-                "would read as a wildcard or variable; the stack cannot grant exactly this prefix"
-            )
+        for name, value in (
+            ("prefix", source_root(spec.probe.prefix)),
+            ("kms_key_id", spec.probe.kms_key_id),
+        ):
+            if value and _UNSAFE.search(value):
+                raise StackError(
+                    f"{tables.source}: tables[{spec.name}].{name}: {value!r} holds '*', '?' or '$', which "
+                    "IAM would read as a wildcard or variable; the stack cannot grant exactly this"
+                )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -207,6 +212,7 @@ def table_statements(specs: Sequence[TableSpec]) -> list[dict[str, Any]]:
             "Resource": [_s3_arn(b, f"{p}*") for b, paths in dests.items() for p in paths],
         }
     )
+    out += _kms_statements(events)
     glue = "arn:${AWS::Partition}:glue:${AWS::Region}:${AWS::AccountId}"
     databases = sorted({e.database for e in events})
     glue_tables = sorted({(e.database, e.table) for e in events})
@@ -232,6 +238,52 @@ def table_statements(specs: Sequence[TableSpec]) -> list[dict[str, Any]]:
             ],
         }
     )
+    return out
+
+
+_KMS_ARN = re.compile(
+    r"^arn:[a-z-]+:kms:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):(?P<kind>key|alias)/(?P<id>.+)$"
+)
+
+
+def _kms_statements(events: Sequence[LoadEvent]) -> list[dict[str, Any]]:
+    """kms:GenerateDataKey and kms:Decrypt (multipart uploads, reads of the written files) on the
+    tables' own SSE-KMS keys (sse aws:kms with kms_key_id). A key id or key ARN is granted as that
+    key; an alias (IAM never authorizes an alias ARN) as the keys that carry the alias
+    (kms:ResourceAliases). sse aws:kms without a key uses the AWS managed aws/s3 key: no grant."""
+    arns: set[str] = set()
+    ids: set[str] = set()
+    aliases: dict[tuple[str, str], set[str]] = {}
+    here = ("${AWS::Region}", "${AWS::AccountId}")
+    for ev in events:
+        key_id = ev.kms_key_id if ev.sse == "aws:kms" else None
+        if not key_id:
+            continue
+        m = _KMS_ARN.match(key_id)
+        if m and m["kind"] == "key":
+            arns.add(key_id)
+        elif m:
+            aliases.setdefault((m["region"], m["account"]), set()).add(f"alias/{m['id']}")
+        elif key_id.startswith("alias/"):
+            aliases.setdefault(here, set()).add(key_id)
+        else:
+            ids.add(key_id)
+    actions = ["kms:GenerateDataKey", "kms:Decrypt"]
+    out: list[dict[str, Any]] = []
+    if arns or ids:
+        key = "arn:${AWS::Partition}:kms:${AWS::Region}:${AWS::AccountId}:key/"
+        resources = [*sorted(arns), *(_sub(key + i) for i in sorted(ids))]
+        out.append({"Sid": "TableKeys", "Effect": "Allow", "Action": actions, "Resource": resources})
+    for i, ((region, account), names) in enumerate(sorted(aliases.items()), 1):
+        out.append(
+            {
+                "Sid": f"TableKeyAliases{i}",
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": _sub(f"arn:${{AWS::Partition}}:kms:{region}:{account}:key/*"),
+                "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": sorted(names)}},
+            }
+        )
     return out
 
 
@@ -787,7 +839,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--check", action="store_true", help="fail if --out differs from the rendering")
     args = parser.parse_args(argv)
-    from s3_parquet_assets.core.errors import LoadError
 
     try:
         text = render_file(args.tables, args.out, code_uri=args.code_uri)
