@@ -48,7 +48,20 @@ _UNSAFE = re.compile(r"[*?$]")
 _LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192]
 _LOG_RETENTION_DAYS += [2557, 2922, 3288, 3653]
 
-__all__ = ["StackError", "cron", "logical_ids", "main", "render", "render_file", "source_root"]
+__all__ = [
+    "StackError",
+    "cron",
+    "dump",
+    "logical_ids",
+    "main",
+    "read",
+    "render",
+    "render_file",
+    "render_text",
+    "schedule_input",
+    "source_root",
+    "table_statements",
+]
 
 if __package__ in (None, ""):  # run as a script: the repository root holds the package
     sys.path.insert(0, str(ROOT))
@@ -819,15 +832,27 @@ def dump(template: dict[str, Any], tables_name: str) -> str:
     return header + yaml.dump(template, Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
 
 
-def render_file(tables_path: Path, out: Path, *, code_uri: str | None = None) -> str:
-    """The template text for ``tables_path`` as written to ``out`` (``CodeUri`` relative to it)."""
-    text = tables_path.read_bytes()
-    tables = read_tables(tables_path)
+def read(tables_path: Path) -> tuple[Tables, str]:
+    """The validated tables file and the sha256 of its bytes (read once)."""
+    try:
+        data = tables_path.read_bytes()
+        text = data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LoadError("validate", f"cannot read the tables file {tables_path}: {exc}") from None
+    return read_tables(tables_path, reader=lambda _: text), hashlib.sha256(data).hexdigest()
+
+
+def render_text(tables: Tables, sha256: str, *, name: str, out: Path, code_uri: str | None = None) -> str:
+    """The template text for ``tables`` (file ``name``) as written to ``out`` (``CodeUri`` relative to
+    it unless given)."""
     uri = code_uri or Path(os.path.relpath(ZIP, out.resolve().parent)).as_posix()
-    template = render(
-        tables, code_uri=uri, tables_name=tables_path.name, tables_sha256=hashlib.sha256(text).hexdigest()
-    )
-    return dump(template, tables_path.name)
+    return dump(render(tables, code_uri=uri, tables_name=name, tables_sha256=sha256), name)
+
+
+def render_file(tables_path: Path, out: Path, *, code_uri: str | None = None) -> str:
+    """The template text for the tables file ``tables_path`` as written to ``out``."""
+    tables, sha256 = read(tables_path)
+    return render_text(tables, sha256, name=tables_path.name, out=out, code_uri=code_uri)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -841,7 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        text = render_file(args.tables, args.out, code_uri=args.code_uri)
+        tables, sha256 = read(args.tables)
+        text = render_text(tables, sha256, name=args.tables.name, out=args.out, code_uri=args.code_uri)
     except (LoadError, StackError) as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 1
@@ -858,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    print(f"{args.out}: {len(read_tables(args.tables))} table(s) from {args.tables}")
+    print(f"{args.out}: {len(tables)} table(s) from {args.tables}")
     return 0
 
 

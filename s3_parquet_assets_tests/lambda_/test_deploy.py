@@ -166,6 +166,14 @@ def rendered(path: Path) -> dict[str, Any]:
     return dict(template)
 
 
+def load_template() -> dict[str, Any]:
+    """The committed template, as CloudFormation reads it."""
+    template, matches = decode(str(TEMPLATE))
+    assert not matches, matches
+    assert template is not None
+    return dict(template)
+
+
 def parameters(template: dict[str, Any], **overrides: str) -> dict[str, Any]:
     values = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
     values.update(overrides)
@@ -505,13 +513,6 @@ def test_function_settings() -> None:
     assert template["Outputs"]["Tables"]["Value"] == "sales,customers,stock"
 
 
-def load_template() -> dict[str, Any]:
-    template, matches = decode(str(TEMPLATE))
-    assert not matches, matches
-    assert template is not None
-    return dict(template)
-
-
 def test_iam_names_only_the_tables(tmp_path: Path) -> None:
     template = rendered(tables_file(tmp_path))
     stmts = statements(template, parameters(template))
@@ -681,7 +682,7 @@ def test_forty_tables_split_into_policies_under_the_iam_limit(tmp_path: Path) ->
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_what_one_stack_cannot_grant_is_refused(tmp_path: Path) -> None:
+def test_what_one_stack_cannot_grant_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tables_file(tmp_path, _many_tables(51))
     out = tmp_path / "out.yaml"
     with pytest.raises(
@@ -703,6 +704,20 @@ def test_what_one_stack_cannot_grant_is_refused(tmp_path: Path) -> None:
     doc["tables"][2]["schema"][1]["type"] = "integer64"
     path = tables_file(tmp_path, doc)
     assert stack.main(["--tables", str(path), "--out", str(out)]) == 1
+    assert (
+        f"stack: validate: tables file {path}: tables[stock].schema[1].type: 'integer64'"
+        in capsys.readouterr().err
+    )
+    assert not out.exists()
+    missing = tmp_path / "missing.yaml"
+    proc = subprocess.run(
+        [sys.executable, str(STACK), "--tables", str(missing), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"stack: validate: cannot read the tables file {missing}: "), proc.stderr
     assert not out.exists()
 
 
