@@ -149,6 +149,13 @@ def load_stack() -> ModuleType:
 stack = load_stack()
 
 
+def run_stack(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """deploy/stack.py in a fresh process (what make stack runs)."""
+    return subprocess.run(
+        [sys.executable, str(STACK), *args], capture_output=True, text=True, check=False, env=env
+    )
+
+
 def tables_file(directory: Path, doc: dict[str, Any] | None = None) -> Path:
     """The three-table fixture file (or ``doc`` written as a tables file) in ``directory``."""
     if doc is None:
@@ -260,12 +267,11 @@ def statements(template: dict[str, Any], params: dict[str, Any]) -> list[dict[st
 
 def test_committed_template_is_the_one_rendered_from_the_example(tmp_path: Path) -> None:
     assert stack.render_file(EXAMPLE, TEMPLATE) == TEMPLATE.read_text(encoding="utf-8")
-    check = [sys.executable, str(STACK), "--tables", str(EXAMPLE), "--check"]
-    proc = subprocess.run([*check, "--out", str(TEMPLATE)], capture_output=True, text=True, check=False)
+    proc = run_stack("--tables", str(EXAMPLE), "--check", "--out", str(TEMPLATE))
     assert proc.returncode == 0, proc.stderr
     stale = tmp_path / "template.yaml"
     stale.write_text(TEMPLATE.read_text(encoding="utf-8").replace("cron(0 6 ", "cron(0 5 "), encoding="utf-8")
-    proc = subprocess.run([*check, "--out", str(stale)], capture_output=True, text=True, check=False)
+    proc = run_stack("--tables", str(EXAMPLE), "--check", "--out", str(stale))
     assert proc.returncode == 1
     assert f"{stale} is not what deploy/stack.py renders from {EXAMPLE}" in proc.stderr
 
@@ -277,13 +283,7 @@ def test_rendering_is_deterministic(tmp_path: Path) -> None:
     texts = []
     for seed in ("1", "2"):
         out = tmp_path / "build" / f"t{seed}.yaml"
-        proc = subprocess.run(
-            [sys.executable, str(STACK), "--tables", str(path), "--out", str(out)],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "PYTHONHASHSEED": seed},
-        )
+        proc = run_stack("--tables", str(path), "--out", str(out), env={**os.environ, "PYTHONHASHSEED": seed})
         assert proc.returncode == 0, proc.stderr
         assert f"{out}: 3 table(s) from {path}" in proc.stdout
         texts.append(out.read_text(encoding="utf-8"))
@@ -692,14 +692,8 @@ def test_what_one_stack_cannot_grant_is_refused(tmp_path: Path, capsys: pytest.C
     doc = yaml.safe_load(TABLES_YAML)
     doc["tables"][2]["prefix"] = "stock*/{data_ref}/"
     path = tables_file(tmp_path, doc)
-    proc = subprocess.run(
-        [sys.executable, str(STACK), "--tables", str(path), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 1
-    assert f"stack: {path}: tables[stock].prefix: 'stock*/' holds '*'" in proc.stderr
+    assert stack.main(["--tables", str(path), "--out", str(out)]) == 1
+    assert f"stack: {path}: tables[stock].prefix: 'stock*/' holds '*'" in capsys.readouterr().err
     doc["tables"][2]["prefix"] = "stock/{data_ref}/"
     doc["tables"][2]["schema"][1]["type"] = "integer64"
     path = tables_file(tmp_path, doc)
@@ -710,12 +704,7 @@ def test_what_one_stack_cannot_grant_is_refused(tmp_path: Path, capsys: pytest.C
     )
     assert not out.exists()
     missing = tmp_path / "missing.yaml"
-    proc = subprocess.run(
-        [sys.executable, str(STACK), "--tables", str(missing), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = run_stack("--tables", str(missing), "--out", str(out))
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"stack: validate: cannot read the tables file {missing}: "), proc.stderr
     assert not out.exists()
