@@ -21,7 +21,7 @@ import yaml
 from cfnlint.decode import decode
 
 from s3_parquet_assets.core import catch_up, contract, handle_event, make_clients
-from s3_parquet_assets.core.tables import parse_tables, read_tables
+from s3_parquet_assets.core.tables import Tables, TableSpec, parse_tables, read_tables
 
 from ..helpers import DAY, DB, DST, SRC, Lake
 from ..three_tables import TABLES_YAML, source_keys, stage_day, write_tables_file
@@ -782,7 +782,7 @@ def _requests(call: Call) -> list[Request]:
 PREVIOUS_DAY = "20240114"
 
 
-def _record_loads(lake: Lake, tables: Any) -> dict[str, list[Call]]:
+def _record_loads(lake: Lake, tables: Tables) -> dict[str, list[Call]]:
     """Each table loaded for a day, then reloaded after a re-export (which cleans the first load's
     files up), then caught up (the day before missed), with the API calls of each table recorded."""
     calls: dict[str, list[Call]] = {name: [] for name in tables.names}
@@ -811,7 +811,7 @@ def _record_loads(lake: Lake, tables: Any) -> dict[str, list[Call]]:
     return calls
 
 
-def _tables_specific(request: Request, spec: Any) -> bool:
+def _tables_specific(request: Request, spec: TableSpec) -> bool:
     """Whether the request touches only what belongs to ``spec``: its source prefix, its table path or
     its Glue table (not the shared database or buckets)."""
     ev = spec.probe
