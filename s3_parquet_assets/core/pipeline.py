@@ -495,11 +495,16 @@ def _run(
 
 
 def loaded_etag(clients: AwsClients, ev: LoadEvent) -> str | None:
-    """The source ETag the day's registered partition was loaded from (``None``: never loaded)."""
-    state = catalog.partition_state(clients.glue, ev.database, ev.table, [ev.data_ref])
-    if state is None:
-        return None
-    return state[1].get(PARAM_SOURCE_ETAG)
+    """The source ETag the day's registered partition(s) were loaded from (``None``: never loaded, or
+    a day fanned out to several partitions whose loads disagree)."""
+    if not ev.extra_partitions:
+        state = catalog.partition_state(clients.glue, ev.database, ev.table, [ev.data_ref])
+        return None if state is None else state[1].get(PARAM_SOURCE_ETAG)
+    etags = {
+        p.get(PARAM_SOURCE_ETAG)
+        for p in catalog.day_parameters(clients.glue, ev.database, ev.table, ev.data_ref)
+    }
+    return etags.pop() if len(etags) == 1 else None
 
 
 def error_response(exc: LoadError) -> dict[str, Any]:
