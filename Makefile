@@ -36,8 +36,9 @@ audit: $(STAMP)
 lint-deploy: $(STAMP)
 	$(BIN)/cfn-lint deploy/template.yaml
 
+# TABLES=path/to/tables.yaml validates that tables file and bundles it (s3pa_tables.yaml in the zip).
 lambda-zip: $(STAMP)
-	$(BIN)/python deploy/build_zip.py
+	$(BIN)/python deploy/build_zip.py $(if $(TABLES),--tables "$(TABLES)")
 
 test: lint typecheck lint-deploy security pytest
 
