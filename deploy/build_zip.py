@@ -52,12 +52,22 @@ class Entry:
     data: bytes
 
 
-def _files(base: Path, rel: str) -> Iterator[Path]:
+SOURCES = (
+    "s3_parquet_assets/__init__.py",
+    "s3_parquet_assets/core",
+    "s3_parquet_assets/lambda_",
+    "s3_parquet_assets/lambda_handler.py",
+)
+
+
+def _files(base: Path, rel: str, *, missing_ok: bool = False) -> Iterator[Path]:
     top = base / rel
     if top.is_file():
         yield top
         return
     if not top.is_dir():
+        if missing_ok:
+            return
         raise BuildError(f"missing source {top}")
     for path in sorted(top.rglob("*")):
         if path.is_dir() or _SKIP_DIRS & set(path.relative_to(base).parts) or path.suffix in _SKIP_SUFFIXES:
@@ -99,16 +109,13 @@ def collect(
     *,
     yaml_dir: Path | None = None,
     tables: Path | None = None,
+    missing_ok: bool = False,
 ) -> list[Entry]:
-    """Every file of the package, as sorted (arcname, bytes) entries."""
+    """Every file of the package, as sorted (arcname, bytes) entries (``missing_ok``: skip a
+    missing project source instead of failing)."""
     entries: dict[str, bytes] = {}
-    for rel in (
-        "s3_parquet_assets/__init__.py",
-        "s3_parquet_assets/core",
-        "s3_parquet_assets/lambda_",
-        "s3_parquet_assets/lambda_handler.py",
-    ):
-        for path in _files(root, rel):
+    for rel in SOURCES:
+        for path in _files(root, rel, missing_ok=missing_ok):
             entries[path.relative_to(root).as_posix()] = path.read_bytes()
     for package in (pipes_dir or _dagster_pipes_dir(), yaml_dir or _yaml_dir()):
         for path in _files(package.parent, package.name):
@@ -177,8 +184,11 @@ def build(
 ) -> Path:
     """Collect, check and write the package (with the tables file ``tables`` bundled, validated);
     raises :class:`BuildError` on a violated rule, writing nothing."""
-    entries = collect(root, tables=tables)
-    check(entries)
+    entries = collect(root, tables=tables, missing_ok=True)
+    check(entries)  # a dagster import is named even when another source is missing
+    missing = [rel for rel in SOURCES if not (root / rel).exists()]
+    if missing:
+        raise BuildError(f"missing source {root / missing[0]}")
     data = write_zip(entries)
     if len(data) > max_bytes:
         raise BuildError(f"the package is {len(data)} bytes, over the limit of {max_bytes} bytes")

@@ -53,14 +53,14 @@ def bundled_tables_path() -> Path:
     return Path(__file__).resolve().parents[2] / BUNDLED_TABLES
 
 
-def tables_location(environ: Mapping[str, str]) -> str | None:
-    """The tables file to serve: ``S3PA_TABLES`` if set, else the bundled file if present, else
-    ``None`` (the single table of the environment)."""
+def tables_location(environ: Mapping[str, str], *, bundled: Path | None = None) -> str | None:
+    """The tables file to serve: ``S3PA_TABLES`` if set, else the bundled file (default
+    :func:`bundled_tables_path`) if present, else ``None`` (the single table of the environment)."""
     configured = environ.get(ENV_TABLES, "").strip()
     if configured:
         return configured
-    bundled = bundled_tables_path()
-    return str(bundled) if bundled.is_file() else None
+    path = bundled or bundled_tables_path()
+    return str(path) if path.is_file() else None
 
 
 def _read(location: str, clients: Callable[[], AwsClients]) -> Tables:
