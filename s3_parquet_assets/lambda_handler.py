@@ -42,10 +42,7 @@ from .lambda_.events import EventKind, classify
 from .lambda_.failures import LoadFailedError
 from .lambda_.pipes import PIPES_TAIL_BUDGET, pipes_metadata, run_with_pipes, split_pipes_params
 from .lambda_.settings import (
-    DEFAULT_DATA_REF_PATTERN,
     ENV_DATA_REF_PATTERN,
-    ENV_EVENT_DEFAULTS,
-    ENV_LOG_LEVEL,
     ENV_RAISE_ON_ERROR,
     ENV_TABLES,
     configure_logging,
@@ -54,10 +51,7 @@ from .lambda_.settings import (
 from .lambda_.tables import reset_tables
 
 __all__ = [
-    "DEFAULT_DATA_REF_PATTERN",
     "ENV_DATA_REF_PATTERN",
-    "ENV_EVENT_DEFAULTS",
-    "ENV_LOG_LEVEL",
     "ENV_RAISE_ON_ERROR",
     "ENV_TABLES",
     "PIPES_TAIL_BUDGET",

@@ -16,8 +16,9 @@ from s3_parquet_assets.lambda_ import tables as lambda_tables
 from s3_parquet_assets.lambda_.events import is_by_name
 
 from ..helpers import DAY, DST, Lake, csv_rows, event
-from ..three_tables import TABLES_YAML, stage_day, write_tables_file
+from ..three_tables import TABLES_YAML, source_keys, stage_day, write_tables_file
 from .tables_support import day_rows, glue_tables, scheduled_for
+from .test_packaged import s3_record
 
 ONE_TABLE_YAML = TABLES_YAML.split("  - name: customers")[0]
 
@@ -200,3 +201,21 @@ def test_build_refuses_a_bad_tables_file_naming_table_and_field(
     assert build_zip.main(["--out", str(out), "--tables", str(tables)]) == 1
     assert re.search(rf"build_zip: validate: tables file {tables}: {where}", capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_one_notification_isolates_a_failed_table(
+    tables_env: pytest.MonkeyPatch, lake: Lake, tmp_path: Path
+) -> None:
+    tables_env.setenv(lh.ENV_TABLES, str(write_tables_file(tmp_path)))
+    expected = stage_day(lake, DAY)
+    lake.put(f"stock/{DAY}/stock.csv", b"SKU-1,not a number,1.00,north\n")
+    keys = source_keys(DAY)
+    notification = {"Records": [s3_record(keys["stock"]), s3_record(keys["sales"])]}
+    with pytest.raises(lh.LoadFailedError) as info:
+        lh.handler(notification)
+    response = info.value.response
+    assert response["statusCode"] == 500
+    assert response["body"].startswith(f"stock {DAY}: Error: read: ")
+    assert [r["table"] for r in response["results"]] == ["analytics.sales"]
+    assert len(day_rows(lake, "sales", DAY)) == len(expected["sales"])
+    assert glue_tables(lake) == ["sales"]
