@@ -19,6 +19,7 @@ from .tables_support import (
     scheduled_for,
 )
 from .test_packaged import s3_record
+from .test_pipes import pipes_params, tail_messages
 
 DAYS = ("20240115", "20240116", "20240117")
 TICK = "2024-01-18T06:00:00Z"  # the run for 20240117
@@ -37,6 +38,8 @@ def test_loads_each_table_by_name_from_the_bundled_tables_file(
         {"table": "returns", "data_ref": DAY},
         # a full contract event is served as is, next to the tables file
         event(table="direct_sales", pathoutput="tables/direct_sales"),
+        # Dagster (run_on: lambda) may send the name only: the day is the Pipes partition key
+        {"table": "stock", **pipes_params("2024-01-16")},
     ]
     run = packaged_tables.run(events)
     payloads = [inv.payload for inv in run.invocations]
@@ -57,8 +60,15 @@ def test_loads_each_table_by_name_from_the_bundled_tables_file(
     }
     assert payloads[5]["statusCode"] == 200, payloads[5]
     assert payloads[5]["result"]["rows"] == 4
+    piped = run.invocations[6]
+    assert piped.payload["statusCode"] == 200, piped.payload
+    assert piped.payload["result"]["data_ref"] == "20240116"
+    assert piped.payload["result"]["table"] == "analytics.stock"
+    (report,) = [m for m in tail_messages(piped) if m["method"] == "report_asset_materialization"]
+    assert report["params"]["data_version"] == piped.payload["result"]["etag"]
+    assert len(day_rows(lake, "stock", "20240116")) == 6
     assert glue_tables(lake) == ["customers", "direct_sales", "sales", "stock"]
-    assert run.dagster_loaded_after == []
+    assert all(m.startswith("dagster_pipes") for m in run.dagster_loaded_after)
 
 
 def test_scheduled_event_catches_up_the_named_table(packaged_tables: PackagedLambda, lake: Lake) -> None:
