@@ -46,8 +46,9 @@ stack: $(STAMP)
 	@test -n "$(TABLES)" || { echo "usage: make stack TABLES=path/to/tables.yaml" >&2; exit 2; }
 	$(BIN)/python deploy/stack.py --tables $(TABLES) --out deploy/build/template.yaml
 
+# TABLES=path/to/tables.yaml validates that tables file and bundles it (s3pa_tables.yaml in the zip).
 lambda-zip: $(STAMP)
-	$(BIN)/python deploy/build_zip.py
+	$(BIN)/python deploy/build_zip.py $(if $(TABLES),--tables "$(TABLES)")
 
 test: lint typecheck lint-deploy security pytest
 
