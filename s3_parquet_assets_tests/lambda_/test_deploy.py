@@ -42,10 +42,14 @@ def test_zip_holds_only_core_handler_and_dagster_pipes(lambda_zip: Path, build_z
             assert name in (
                 "s3_parquet_assets/__init__.py",
                 "s3_parquet_assets/lambda_handler.py",
-            ) or name.startswith(("s3_parquet_assets/core/", "dagster_pipes/")), name
+            ) or name.startswith(
+                ("s3_parquet_assets/core/", "s3_parquet_assets/lambda_/", "dagster_pipes/", "yaml/")
+            ), name
             assert "__pycache__" not in name
-            assert not name.endswith(".pyc")
+            assert not name.endswith((".pyc", ".so"))
         assert "s3_parquet_assets/core/pipeline.py" in names
+        assert "s3_parquet_assets/lambda_/dispatch.py" in names
+        assert "yaml/__init__.py" in names
         assert "dagster_pipes/__init__.py" in names
         assert not any(n.startswith(("s3_parquet_assets/defs/", "s3_parquet_assets/cli")) for n in names)
         for info in infos:
