@@ -19,7 +19,6 @@ from dagster import (
     ExecuteInProcessResult,
     materialize,
 )
-from dagster_aws.s3 import S3Resource
 
 from s3_parquet_assets.core import TableSpec, parse_tables
 from s3_parquet_assets.defs.component import S3ParquetTables
@@ -71,6 +70,7 @@ class Runner:
         self.defs, self.instance = defs, instance
 
     def assets(self, table: AssetKey) -> AssetsDefinition:
+        """The table's assets as the definitions hold them (with the ``s3`` resource bound)."""
         return self.defs.resolve_assets_def(table)
 
     def run(
@@ -89,7 +89,6 @@ class Runner:
         return materialize(
             [assets],
             instance=self.instance,
-            resources={"s3": S3Resource(region_name="us-east-1")},
             tags=tags,
             run_config={"ops": {assets.op.name: {"config": {"force": force}}}},
             selection=selection,
