@@ -4,7 +4,6 @@ only the recent day prefixes and keeps its cursor across restarts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,7 +100,7 @@ def test_each_table_has_its_own_schedule_time_and_window(lake: Lake, defs: Defin
 
 
 @pytest.fixture
-def list_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
+def list_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """The parameters of every S3 ListObjectsV2 call, from a botocore event hook on each session."""
     calls: list[dict[str, Any]] = []
     real = boto3.Session
@@ -115,7 +114,7 @@ def list_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]
         return s
 
     monkeypatch.setattr(boto3, "Session", session)
-    yield calls
+    return calls
 
 
 def _sense(defs: Definitions, name: str, cursor: str | None) -> SensorResult:
