@@ -18,9 +18,10 @@ from dagster import (
     partition_loading_context,
 )
 
-from s3_parquet_assets.core import LoadError
+from s3_parquet_assets.core import LoadError, parse_tables, read_tables
 from s3_parquet_assets.defs import definitions
 from s3_parquet_assets.defs.component import TABLES_ENV
+from s3_parquet_assets.demo_data import DEMO_DATABASE, DEMO_DST, DEMO_SRC, tables_yaml
 
 from ..three_tables import NAMES, TABLES_YAML, write_tables_file
 from .conftest import component_defs
@@ -126,6 +127,17 @@ def test_the_defs_folder_loads_the_bundled_tables_or_s3pa_tables(
     assert {k for k in _asset_keys(chosen) if not k.startswith("s3_source/")} == {
         f"analytics/{n}" for n in NAMES
     }
+
+
+def test_the_bundled_tables_file_is_the_demos_declaration() -> None:
+    """defs/tables.yaml (what dg dev and make demo load) is demo_data's three tables, demo buckets."""
+    import yaml
+
+    bundled = read_tables(DEFS_FOLDER / "tables.yaml")
+    demo = parse_tables(yaml.safe_load(tables_yaml(DEMO_SRC, DEMO_DST, DEMO_DATABASE)))
+    assert [(t.name, dict(t.settings), t.start_date, t.schedule, t.catchup_days) for t in bundled] == [
+        (t.name, dict(t.settings), t.start_date, t.schedule, t.catchup_days) for t in demo
+    ]
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
