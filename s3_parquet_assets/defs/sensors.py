@@ -7,9 +7,9 @@ requested when its export's ETag is not the one the cursor recorded for it; the 
 Dagster, so it survives restarts) maps each window day to that ETag and forgets days that left the
 window. A re-export of an older day is loaded by a backfill of that day.
 
-A prefix without ``{data_ref}`` has no day in its keys: the listing starts after the newest key seen
-(keys must sort in arrival order, e.g. a timestamp in the name) and the day is the one before the
-object's LastModified (a daily export describes yesterday).
+A prefix without ``{data_ref}`` has no day in its keys: the listing starts after the newest export
+key seen (export keys must sort in arrival order, e.g. a timestamp in the name) and the day is the one
+before the object's LastModified (a daily export describes yesterday).
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ DEFAULT_INTERVAL_SECONDS = 60
 
 @dataclass
 class Cursor:
-    """Per day, the ETag of the export last requested; ``after``: the newest key seen (no-placeholder
-    prefixes)."""
+    """Per day, the ETag of the export last requested; ``after``: the newest export key seen
+    (prefixes without ``{data_ref}``)."""
 
     etags: dict[str, str] = field(default_factory=dict)
     after: str = ""
@@ -89,7 +89,7 @@ def _by_day(spec: TableSpec, clients: AwsClients, days: list[str], cursor: Curso
 
 def _after_cursor(spec: TableSpec, clients: AwsClients, cursor: Cursor) -> tuple[list[NewExport], str]:
     ev = spec.probe
-    newest: dict[str, NewExport] = {}
+    newest: dict[str, tuple[datetime, NewExport]] = {}
     after = cursor.after
     kwargs: dict[str, Any] = {"Bucket": ev.bucket_src, "Prefix": ev.prefix}
     if cursor.after:
@@ -99,12 +99,14 @@ def _after_cursor(spec: TableSpec, clients: AwsClients, cursor: Cursor) -> tuple
     for page in clients.s3.get_paginator("list_objects_v2").paginate(**kwargs):
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            after = max(after, key)
             if key.endswith("/") or ev.substr not in key:
                 continue
-            day = (obj["LastModified"].astimezone(UTC) - timedelta(days=1)).strftime("%Y%m%d")
-            newest[day] = NewExport(day, key, str(obj.get("ETag", "")).strip('"'))
-    return sorted(newest.values(), key=lambda n: n.day), after
+            after = max(after, key)
+            stamp = obj["LastModified"]
+            day = (stamp.astimezone(UTC) - timedelta(days=1)).strftime("%Y%m%d")
+            if day not in newest or (stamp, key) > (newest[day][0], newest[day][1].key):
+                newest[day] = (stamp, NewExport(day, key, str(obj.get("ETag", "")).strip('"')))
+    return [n for _, (_, n) in sorted(newest.items())], after
 
 
 def new_exports(

@@ -166,3 +166,41 @@ def test_sensors_are_per_table(lake: Lake, defs: Definitions) -> None:
         result = _sense(defs, name, None)
         assert [r.partition_key for r in result.run_requests] == [yesterday], name
         assert [r.tags["s3pa/source_key"] for r in result.run_requests] == [source_keys(yesterday)[name]]
+
+
+def test_a_prefix_without_data_ref_is_listed_after_the_newest_key_seen(
+    lake: Lake, tmp_path: Path, list_calls: list[dict[str, Any]]
+) -> None:
+    text = f"""\
+tables:
+  - name: orders
+    bucket_src: src-bucket
+    bucket_dstn: dst-bucket
+    database: {DB}
+    prefix: inbox/
+    substr: orders_
+    schema: [id, amount]
+    pathoutput: lake/orders
+    table: orders
+"""
+    path = tmp_path / "orders.yaml"
+    path.write_text(text, encoding="utf-8")
+    lake.put("inbox/orders_0001.csv", b"1,2\n")
+    lake.put("inbox/orders_0002.csv", b"3,4\n")
+    lake.put("inbox/returns_0002.csv", b"5,6\n")  # no substring
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).strftime("%Y%m%d")
+
+    first = _sense(component_defs(path), "orders", None)
+    assert [r.partition_key for r in first.run_requests] == [yesterday]  # the day before LastModified
+    assert first.run_requests[0].tags["s3pa/source_key"] == "inbox/orders_0002.csv"
+    assert [(c["Prefix"], c.get("StartAfter")) for c in list_calls] == [("inbox/", None)]
+    assert Cursor.parse(first.cursor).after == "inbox/orders_0002.csv"  # the newest export key
+
+    list_calls.clear()
+    again = _sense(component_defs(path), "orders", first.cursor)
+    assert again.run_requests == []
+    assert [(c["Prefix"], c.get("StartAfter")) for c in list_calls] == [("inbox/", "inbox/orders_0002.csv")]
+
+    lake.put("inbox/orders_0003.csv", b"7,8\n")
+    newer = _sense(component_defs(path), "orders", first.cursor)
+    assert [r.tags["s3pa/source_key"] for r in newer.run_requests] == ["inbox/orders_0003.csv"]
