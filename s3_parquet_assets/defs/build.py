@@ -13,7 +13,7 @@ from dagster import Definitions
 from s3_parquet_assets.core import Tables, TableSpec
 
 from .assets import DEFAULT_DAYS_PER_RUN, build_load_assets
-from .keys import TableKeys, check_unique_names
+from .keys import TableKeys, check_dagster_fields, check_unique_names
 from .partitions import daily_partitions
 from .resources import S3Resource
 from .schedules import build_catchup_schedule, build_table_job
@@ -50,6 +50,8 @@ def build_definitions(
 ) -> Definitions:
     """Every table of ``tables``, and the ``s3`` resource (default: boto3's environment)."""
     check_unique_names((TableKeys(spec) for spec in tables), tables.source)
+    for spec in tables:
+        check_dagster_fields(spec, tables.source)
     per_table = [
         build_table_definitions(
             spec, days_per_run=days_per_run, sensor_interval_seconds=sensor_interval_seconds

@@ -12,11 +12,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dagster import AssetKey
+from dagster import AssetKey, AssetSpec, DagsterInvalidDefinitionError
 
 from s3_parquet_assets.core import LoadError, TableSpec
 
-__all__ = ["SOURCE_PREFIX", "TableKeys", "check_unique_names"]
+__all__ = ["SOURCE_PREFIX", "TableKeys", "check_dagster_fields", "check_unique_names"]
 
 SOURCE_PREFIX = "s3_source"
 
@@ -66,3 +66,19 @@ def check_unique_names(keys: Iterable[TableKeys], source: str) -> None:
                 f"tables file {source}: tables[{k.spec.name}].name: gives the Dagster name {k.ident!r}, "
                 f"as tables[{other}] does (rename one)",
             )
+
+
+def check_dagster_fields(spec: TableSpec, source: str) -> None:
+    """Dagster's own rules for the fields the contract leaves open (owners: emails or ``team:``
+    names; tags: Dagster's tag characters), refused with the table and the field named."""
+    for field_name, kwargs in (
+        ("owners", {"owners": list(spec.owners)}),
+        ("tags", {"tags": dict(spec.tags)}),
+    ):
+        try:
+            AssetSpec("probe", **kwargs)  # type: ignore[arg-type]
+        except DagsterInvalidDefinitionError as exc:
+            message = str(exc).replace(" for asset 'AssetKey(['probe'])'", "")
+            raise LoadError(
+                "validate", f"tables file {source}: tables[{spec.name}].{field_name}: {message}"
+            ) from None

@@ -104,6 +104,8 @@ def test_definition_metadata_shown_by_the_ui(defs: Definitions) -> None:
         (("type: date", "type: datum"), "tables[customers].schema[2].type"),
         (('schedule: "07:00"', 'schedule: "7am"'), "tables[stock].schedule"),
         (("    substr: sales_\n", "    substr: sales_\n    colour: red\n"), "tables[sales].colour"),
+        (("owners: [team:finance]", "owners: [finance]"), "tables[sales].owners"),
+        (("tags: {domain: finance}", "tags: {domain: fin ance}"), "tables[sales].tags"),
     ],
 )
 def test_a_bad_tables_file_fails_loading_naming_table_and_field(
