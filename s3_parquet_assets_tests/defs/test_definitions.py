@@ -20,9 +20,10 @@ from dagster import (
 
 from s3_parquet_assets.core import LoadError, parse_tables, read_tables
 from s3_parquet_assets.defs import definitions
-from s3_parquet_assets.defs.component import TABLES_ENV
+from s3_parquet_assets.defs.component import TABLES_ENV, tables_location
 from s3_parquet_assets.demo_data import DEMO_DATABASE, DEMO_DST, DEMO_SRC, tables_yaml
 
+from ..helpers import Lake
 from ..three_tables import NAMES, TABLES_YAML, write_tables_file
 from .conftest import component_defs
 
@@ -168,3 +169,21 @@ def test_dg_check_defs_and_dagster_definitions_validate(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stdout + listed.stderr
     for name in NAMES:
         assert f'"demo_analytics/{name}"' in listed.stdout and f'"{name}_daily"' in listed.stdout
+
+
+def test_tables_file_location_and_attributes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lake: Lake
+) -> None:
+    assert tables_location("tables.yaml", Path("/defs"), {}) == "/defs/tables.yaml"  # next to defs.yaml
+    assert tables_location("s3://b/t.yaml", Path("/defs"), {}) == "s3://b/t.yaml"
+    assert tables_location("tables.yaml", Path("/defs"), {TABLES_ENV: "other.yaml"}) == "other.yaml"
+    # an s3:// tables file (as the Lambda may read it), chosen through S3PA_TABLES
+    lake.put("config/tables.yaml", TABLES_YAML.encode())
+    monkeypatch.setenv(TABLES_ENV, "s3://src-bucket/config/tables.yaml")
+    defs = component_defs(tmp_path / "ignored.yaml", days_per_run=3)
+    assets = defs.resolve_assets_def(AssetKey(["analytics", "stock"]))
+    assert assets.backfill_policy is not None and assets.backfill_policy.max_partitions_per_run == 3
+    monkeypatch.setenv(TABLES_ENV, "s3://src-bucket/config/missing.yaml")
+    with pytest.raises(LoadError) as err:
+        component_defs(tmp_path / "ignored.yaml")
+    assert "cannot read the tables file s3://src-bucket/config/missing.yaml" in str(err.value)
