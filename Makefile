@@ -52,11 +52,14 @@ lambda-zip: $(STAMP)
 
 test: lint typecheck lint-deploy security pytest
 
-# The local default: a moto server (S3 + Glue), a week of sample exports, a 7-day backfill, a table.
+# The local default: a moto server (S3 + Glue), a week of exports for the three tables of
+# s3_parquet_assets/defs/tables.yaml, loaded through the Dagster component (one run per table, checks
+# included), a per-table, per-day table, and every table read back through the Glue catalog.
 demo: $(STAMP)
-	$(BIN)/s3-parquet-assets demo
+	$(BIN)/python -m s3_parquet_assets.demo demo
 
-# Same emulator and exports, then the Dagster UI on http://127.0.0.1:3000 (temporary DAGSTER_HOME).
+# Same emulator and exports, then `dg dev`: the Dagster UI on http://127.0.0.1:3000 (temporary
+# DAGSTER_HOME) with the three tables, their partitions, checks, schedules and sensors.
 dev: $(STAMP)
 	$(BIN)/python -m s3_parquet_assets.demo dev
 

@@ -1,4 +1,4 @@
-"""Asset checks on ``parquet_table``, evaluated per day from what readers actually see.
+"""Asset checks on each table asset, evaluated per day from what readers actually see.
 
 Every check starts from the Glue catalog (the day's registered partitions), lists the Parquet files at
 the registered locations and reads only their footers (ranged GETs of the tail), never the data:
@@ -23,8 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
-from dagster import AssetCheckSpec, AssetKey, PartitionsDefinition
-from dagster._utils.warnings import PreviewWarning
+from dagster import AssetCheckSpec, AssetKey, PartitionsDefinition, PreviewWarning
 
 from s3_parquet_assets.core import AwsClients, LoadEvent
 from s3_parquet_assets.core.pipeline import PARAM_LOAD_ID, PARAM_ROWS
