@@ -309,8 +309,8 @@ def _same_source(
     if ours.etag != held.source_etag:
         return held
     return LeaseHeld(
-        f"day {ev.data_ref} is already being loaded from the same export {ours.uri} (ETag {ours.etag}): "
-        f"{held.message}",
+        f"{held.message}; that is the export this load would read: day {ev.data_ref} is already being "
+        "loaded from it",
         uri=held.uri,
         holder=held.holder,
         same_source=True,

@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from .contract import Column
 from .errors import LoadError
@@ -33,6 +34,9 @@ INFERRED = "inferred from the export's first block"
 # pandas reads these as booleans (and a column of only these as bool).
 _TRUE = ("True", "TRUE", "true")
 _FALSE = ("False", "FALSE", "false")
+# What both pandas and pyarrow's CSV reader take as a missing value in a typed column ("", "NA", "n/a",
+# "null", "NaN"...): a missing value, not text, when inferring.
+_MISSING = pa.array(pacsv.ConvertOptions().null_values, pa.string())
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,8 @@ def infer_columns(ev: LoadEvent, first: pa.RecordBatch | None) -> ColumnPlan:
     """Type a names-only schema from the first block of the export (read as text), as pandas would:
     whole numbers are ``bigint`` (``double`` if a value is missing), numbers ``double``, True/False
     ``boolean`` (``string`` if a value is missing), ISO 8601 dates and times ``timestamp``, anything
-    else ``string``. A column empty throughout the block is ``string`` (pandas would say double)."""
+    else ``string``. Missing means empty or one of pandas' and pyarrow's null markers (``NA``,
+    ``n/a``, ``null``...). A column missing throughout the block is ``string`` (pandas: double)."""
     columns = tuple(
         Column(c.name, "string" if first is None else _infer(first.column(c.name))) for c in ev.schema
     )
@@ -111,7 +116,7 @@ def _fits(values: pa.Array, target: pa.DataType) -> bool:
 
 def _infer(values: pa.Array) -> str:
     text = pc.cast(values, pa.string())
-    given = pc.filter(text, pc.not_equal(text, ""))
+    given = pc.filter(text, pc.invert(pc.is_in(text, _MISSING)))
     missing = len(text) - len(given) > 0
     if len(given) == 0:
         return "string"

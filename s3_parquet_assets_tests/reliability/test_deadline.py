@@ -1,0 +1,133 @@
+"""A caller's deadline (a Lambda's remaining time): the load stops cleanly before it, and its lease never
+outlives it.
+
+A load stopped by its deadline aborts its multipart uploads, removes its folder and releases its
+lease, and says where it stopped; the destination is exactly as before, and the next load runs at once
+(no lease to wait out). A load killed anyway at its deadline leaves a lease that expires then.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from s3_parquet_assets.core import Tuning, handle_event, make_clients
+from s3_parquet_assets.core.deadline import deadline_from_remaining_ms
+
+from ..helpers import DAY, DST, PATHOUT, Lake, csv_rows, event
+from .support import BIG_ROWS, TUNE, Recorder, assert_clean_day, by_id, noisy_csv, rows_of, session, snapshot
+
+KEY = f"exports/{DAY}/sales.csv"
+LEASE = f"{PATHOUT}/_leases/data_ref={DAY}.json"
+MARGIN = 2.0
+# One part in flight and one batch queued: a stalled upload holds the whole stream back.
+TIGHT = Tuning(
+    part_size=TUNE.part_size,
+    row_group_rows=TUNE.row_group_rows,
+    block_size=TUNE.block_size,
+    max_in_flight=1,
+    queue_depth=1,
+    stop_margin_seconds=MARGIN,
+)
+
+
+def previous_day(lake: Lake) -> dict[str, Any]:
+    lake.put(KEY, csv_rows(50))
+    out = handle_event(event(), lake.clients, tuning=TUNE)
+    assert out["statusCode"] == 200, out
+    return out["result"]
+
+
+def stall_until(moment: float) -> None:
+    time.sleep(max(moment - time.monotonic(), 0))
+
+
+@pytest.mark.parametrize(
+    ("where", "stage", "step", "rows"),
+    [
+        # mid-stream, with a part in flight: several 5 MiB parts
+        ("before-call.s3.UploadPart", "read", "stopped while reading", BIG_ROWS),
+        # written and verified, just before the swap
+        ("before-call.glue.GetPartitions", "swap", "stopped before the swap", 2_000),
+    ],
+)
+def test_a_load_stopped_by_its_deadline_leaves_nothing_and_the_next_runs_at_once(
+    lake: Lake, where: str, stage: str, step: str, rows: int
+) -> None:
+    previous_day(lake)
+    lake.put(KEY, noisy_csv(rows))
+    before = snapshot(lake)
+    sess = session()
+    deadline = time.monotonic() + MARGIN + 3.0
+    verified = threading.Event()
+    stalled: list[int] = []
+
+    def stall(**_kw: Any) -> None:
+        if not stalled and (where.endswith("UploadPart") or verified.is_set()):
+            stalled.append(1)
+            stall_until(deadline - MARGIN + 0.2)  # the load is slow; its time runs out meanwhile
+
+    sess.events.register("after-call.s3.HeadObject", lambda **_kw: verified.set())
+    sess.events.register(where, stall)
+
+    out = handle_event(event(), make_clients(sess), tuning=TIGHT, deadline=deadline)
+
+    assert stalled
+    assert out["statusCode"] == 500, out
+    assert out["stage"] == stage
+    assert out["deadline"] is True
+    assert f"Error: {stage}: {step}" in out["body"]
+    assert "before the caller's deadline" in out["body"]
+    assert time.monotonic() < deadline  # it stopped before the deadline, cleanup included
+    assert lake.multipart_uploads() == []
+    assert lake.keys(f"{PATHOUT}/_leases/") == []
+    assert snapshot(lake) == before  # no new files, the same partition, the same table
+
+    started = time.monotonic()
+    again = handle_event(event(), lake.clients, tuning=TUNE)
+    assert again["statusCode"] == 200, again  # no lease to wait out
+    assert time.monotonic() - started < 30
+    assert len(lake.read_catalog()) == rows
+    assert_clean_day(lake, DAY, again["result"])
+
+
+def test_too_little_time_left_stops_before_taking_the_lease(lake: Lake) -> None:
+    previous_day(lake)
+    before = snapshot(lake)
+    sess = session()
+    calls = Recorder().install(sess)
+
+    out = handle_event(event(), make_clients(sess), tuning=TIGHT, deadline=deadline_from_remaining_ms(1500))
+
+    assert out["stage"] == "lock"
+    assert out["body"].startswith("Error: lock: stopped before taking the lease with ")
+    assert "PutObject" not in calls.ops()  # no lease was ever written
+    assert snapshot(lake) == before
+
+
+def test_the_lease_never_outlives_the_deadline(lake: Lake) -> None:
+    """With 60 s left and a 300 s lease, the lease (and each renewal) expires at the deadline: a load
+    killed at its deadline leaves a lease that a retry a minute later does not meet."""
+    lake.put(KEY, csv_rows(40))
+    sess = session()
+    seen: list[datetime] = []
+    wall_deadline = datetime.now(UTC) + timedelta(seconds=60)
+
+    def look(**_kw: Any) -> None:
+        if not seen:
+            body = json.loads(lake.clients.s3.get_object(Bucket=DST, Key=LEASE)["Body"].read())
+            seen.append(datetime.fromisoformat(body["expires_at"]))
+
+    sess.events.register("before-call.glue.GetPartitions", look)
+    out = handle_event(event(), make_clients(sess), tuning=TUNE, deadline=deadline_from_remaining_ms(60_000))
+
+    assert out["statusCode"] == 200, out
+    assert seen
+    assert abs((seen[0] - wall_deadline).total_seconds()) < 2  # not now + 300 s
+    assert lake.read_catalog() == by_id(rows_of(40))
+    assert_clean_day(lake, DAY, out["result"])
