@@ -251,7 +251,15 @@ def _reading(batches: Iterator[pa.RecordBatch], uri: str) -> Iterator[pa.RecordB
     (not as a failed upload, which is what the write loop around it would say)."""
     try:
         yield from batches
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("AccessDenied", "403"):
+            raise LoadError(
+                "read",
+                f"cannot read {uri}: access denied (403); grant s3:GetObject on it (S3 also answers 403 "
+                "for a key deleted since it was listed when the caller may not list the bucket)",
+            ) from exc
+        raise LoadError("read", f"cannot read {uri}: {exc}") from exc
+    except BotoCoreError as exc:
         raise LoadError("read", f"cannot read {uri}: {exc}") from exc
 
 

@@ -284,3 +284,40 @@ def test_a_refused_load_says_whether_the_holder_loads_the_same_export(lake: Lake
     assert f"from s3://src-bucket/{KEY} (ETag {etag})" in other["body"]
     # "already loaded": the day's partition records the export it was loaded from
     assert loaded_etag(lake.clients, parse_event(event())) == etag
+
+
+@pytest.mark.parametrize(
+    ("operation", "stage", "message"),
+    [
+        (
+            "ListObjectsV2",
+            "list",
+            "cannot list s3://src-bucket/exports/20240115/: access denied (403); grant s3:ListBucket on "
+            "bucket 'src-bucket' for this prefix",
+        ),
+        (
+            "GetObject",
+            "read",
+            f"cannot read s3://src-bucket/{KEY}: access denied (403); grant s3:GetObject on it (S3 also "
+            "answers 403 for a key deleted since it was listed when the caller may not list the bucket)",
+        ),
+    ],
+)
+def test_a_403_on_the_source_is_never_no_export(lake: Lake, operation: str, stage: str, message: str) -> None:
+    """The sources: a denied listing is not "no export", a denied read is not a missing object; both
+    name the permission, and the day is untouched."""
+    previous_day(lake)
+    before = snapshot(lake)
+    sess = session()
+
+    def hook(request: Any, **_kw: Any) -> Any:
+        return (
+            forbidden(request.url) if "/exports/" in request.url or "prefix=exports" in request.url else None
+        )
+
+    sess.events.register(f"before-send.s3.{operation}", hook)
+
+    out = handle_event(event(), make_clients(sess), tuning=TUNE)
+
+    assert out["body"] == f"Error: {stage}: {message}"
+    assert snapshot(lake) == before
