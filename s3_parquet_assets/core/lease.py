@@ -14,10 +14,11 @@ the renewal thread never dies of it; it retries until the lease expires, and an 
 stops the load before its swap. A lease never outlives ``expires_by`` (the caller's deadline), so a
 load killed at its deadline leaves a lease that expires then.
 
-S3 answers a GET of a missing key with 403, not 404, when the caller lacks ``s3:ListBucket`` on the
-bucket: a 403 on the lease is never read as "no lease". The conditional create is tried once more
-(it wins only if there really is none); if it still meets a lease, the load fails naming the key and
-the permission.
+S3 answers a GET of a missing key with 403, not 404, when the caller lacks an unconditioned
+``s3:ListBucket`` on the bucket (one limited by an ``s3:prefix`` condition does not count): a 403
+on the lease is never read as "no lease". The conditional create is tried once more (it wins only
+if there really is none); if it still meets a lease, the load fails naming the key and the
+permission.
 """
 
 from __future__ import annotations
@@ -180,8 +181,8 @@ class DayLease:
     def _denied(self, operation: str) -> str:
         return (
             f"{operation} on the lease {self.uri} was denied (403). Grant s3:{operation} on "
-            f"{self.key}; S3 also answers 403 instead of 404 for a missing key when the caller may not "
-            "list the bucket (s3:ListBucket on the table's prefix)"
+            f"{self.key}; S3 also answers 403 instead of 404 for a missing key when the caller lacks an "
+            "unconditioned s3:ListBucket on the bucket"
         )
 
     # -- taking the lease -------------------------------------------------------------------------
@@ -202,8 +203,9 @@ class DayLease:
 
     def _create_again(self, after: ClientError) -> None:
         """The lease was not there when read (404), or the read was denied (403, which S3 also answers
-        for a missing key without s3:ListBucket): try the conditional create once more. It wins only
-        if there really is no lease; a 403 that meets one is a clear error, never "no lease"."""
+        for a missing key without an unconditioned s3:ListBucket): try the conditional create once
+        more. It wins only if there really is no lease; a 403 that meets one is a clear error, never
+        "no lease"."""
         denied = _code(after) in _DENIED
         try:
             self._held = self._put({"IfNoneMatch": "*"})

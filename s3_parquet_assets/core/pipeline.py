@@ -256,7 +256,7 @@ def _reading(batches: Iterator[pa.RecordBatch], uri: str) -> Iterator[pa.RecordB
             raise LoadError(
                 "read",
                 f"cannot read {uri}: access denied (403); grant s3:GetObject on it (S3 also answers 403 "
-                "for a key deleted since it was listed when the caller may not list the bucket)",
+                "for a key deleted since it was listed when the caller lacks an unconditioned s3:ListBucket)",
             ) from exc
         raise LoadError("read", f"cannot read {uri}: {exc}") from exc
     except BotoCoreError as exc:

@@ -219,8 +219,8 @@ def test_a_403_on_a_held_lease_is_a_lock_error_naming_key_and_permission(lake: L
     assert out["stage"] == "lock"
     assert out["body"] == (
         f"Error: lock: GetObject on the lease s3://{DST}/{LEASE} was denied (403). Grant s3:GetObject on "
-        f"{LEASE}; S3 also answers 403 instead of 404 for a missing key when the caller may not list the "
-        "bucket (s3:ListBucket on the table's prefix)"
+        f"{LEASE}; S3 also answers 403 instead of 404 for a missing key when the caller lacks an "
+        "unconditioned s3:ListBucket on the bucket"
     )
     assert snapshot(lake) == before
 
@@ -299,7 +299,8 @@ def test_a_refused_load_says_whether_the_holder_loads_the_same_export(lake: Lake
             "GetObject",
             "read",
             f"cannot read s3://src-bucket/{KEY}: access denied (403); grant s3:GetObject on it (S3 also "
-            "answers 403 for a key deleted since it was listed when the caller may not list the bucket)",
+            "answers 403 for a key deleted since it was listed when the caller lacks an unconditioned "
+            "s3:ListBucket)",
         ),
     ],
 )
