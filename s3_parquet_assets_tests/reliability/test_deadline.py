@@ -9,6 +9,8 @@ lease, and says where it stopped; the destination is exactly as before, and the 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from botocore.response import StreamingBody
 from s3_parquet_assets.core import Tuning, handle_event, make_clients
 from s3_parquet_assets.core.deadline import deadline_from_remaining_ms
 
+from ..conftest import ROOT
 from ..helpers import DAY, DST, PATHOUT, Lake, csv_rows, event
 from .support import BIG_ROWS, TUNE, Recorder, assert_clean_day, by_id, noisy_csv, rows_of, session, snapshot
 
@@ -175,4 +178,40 @@ def test_the_lease_never_outlives_the_deadline(lake: Lake) -> None:
     assert seen
     assert abs((seen[0] - wall_deadline).total_seconds()) < 0.5  # the deadline, not now + 300 s
     assert lake.read_catalog() == by_id(rows_of(40))
+    assert_clean_day(lake, DAY, out["result"])
+
+
+def test_a_load_killed_before_its_deadline_leaves_a_lease_that_ends_with_it(lake: Lake) -> None:
+    """The Lambda case: killed (timeout, out of memory) with its 5-minute lease held. The lease ends
+    at the invocation's deadline, so a retry soon after it is not refused for minutes."""
+    previous_day(lake)
+    lake.put(KEY, noisy_csv(BIG_ROWS))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "s3_parquet_assets_tests.reliability.killer",
+            "read-bytes",
+            str(3 * 1024 * 1024),
+            json.dumps(event()),
+            "12",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    killed_at = datetime.now(UTC)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    body = json.loads(lake.clients.s3.get_object(Bucket=DST, Key=LEASE)["Body"].read())
+    expires = datetime.fromisoformat(body["expires_at"])
+    assert expires - killed_at < timedelta(seconds=12)  # the deadline, not the 300 s lease
+    refused = handle_event(event(), lake.clients, tuning=TUNE)
+    assert refused["stage"] == "lock", refused  # the dead load's lease still holds the day ...
+
+    time.sleep(max((expires - datetime.now(UTC)).total_seconds() + 0.3, 0))
+    out = handle_event(event(), lake.clients, tuning=TUNE)  # ... until its deadline, not minutes later
+    assert out["statusCode"] == 200, out
+    assert len(lake.read_catalog()) == BIG_ROWS
     assert_clean_day(lake, DAY, out["result"])
