@@ -8,8 +8,10 @@ Public API::
 from . import contract
 from .aws import AwsClients, make_clients, retry_config
 from .catchup import DayCheck, catch_up, check_day, window
+from .deadline import DeadlineReached, deadline_from_remaining_ms
 from .errors import LoadError, Stage
 from .event import Column, LoadEvent, parse_event, yesterday
+from .lease import LeaseHeld
 from .pipeline import LoadResult, Tuning, error_response, handle_event, loaded_etag, new_load_id, run_load
 from .source import SourceObject, find_latest
 from .tables import Tables, TableSpec, parse_tables, read_tables, table_from_settings
@@ -18,6 +20,8 @@ __all__ = [
     "AwsClients",
     "Column",
     "DayCheck",
+    "DeadlineReached",
+    "LeaseHeld",
     "LoadError",
     "LoadEvent",
     "LoadResult",
@@ -29,6 +33,7 @@ __all__ = [
     "catch_up",
     "check_day",
     "contract",
+    "deadline_from_remaining_ms",
     "error_response",
     "find_latest",
     "handle_event",

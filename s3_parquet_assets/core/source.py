@@ -75,6 +75,12 @@ def find_latest(
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "NoSuchBucket":
             raise LoadError("list", f"source bucket {bucket!r} does not exist") from exc
+        if code in ("AccessDenied", "403"):
+            raise LoadError(
+                "list",
+                f"cannot list s3://{bucket}/{prefix}: access denied (403); grant s3:ListBucket on "
+                f"bucket {bucket!r} for this prefix",
+            ) from exc
         raise LoadError("list", f"cannot list s3://{bucket}/{prefix}: {code or exc}") from exc
     log.info("listed %d object(s) under s3://%s/%s", listed, bucket, prefix)
     if best_obj is None:
