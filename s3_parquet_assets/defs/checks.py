@@ -159,8 +159,10 @@ def inspect_day(clients: AwsClients, ev: LoadEvent) -> DayState:
 
 
 def _declared(ev: LoadEvent, state: DayState) -> pa.Schema:
-    if ev.transform is None:
+    if ev.transform is None and ev.typed:
         columns = [(c.name, c.type) for c in ev.data_columns]
+    elif ev.transform is None:  # names only: the types are the table's (continued, inferred or text)
+        columns = [(c.name, state.glue_columns.get(c.name, "string")) for c in ev.data_columns]
     else:  # a transform decides the columns; the table definition records them
         columns = [(n, t) for n, t in state.glue_columns.items() if n not in ev.partitions_cols]
     return pa.schema([pa.field(n, arrow_type(t)) for n, t in columns])

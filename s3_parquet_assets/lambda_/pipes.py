@@ -62,7 +62,7 @@ def split_pipes_params(event: Any) -> tuple[dict[str, Any], Any] | None:
 # .table_metadata builds it for a local load: key -> (LoadResult field, Pipes metadata type).
 PIPES_ASSET_KEY = "parquet_table"
 _PIPES_METADATA: tuple[tuple[str, str, str], ...] = (
-    ("dagster/row_count", "rows", "int"),
+    ("dagster/partition_row_count", "rows", "int"),
     ("dagster/uri", "partition_location", "text"),
     ("rows", "rows", "int"),
     ("bytes", "bytes", "int"),

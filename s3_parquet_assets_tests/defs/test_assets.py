@@ -258,3 +258,30 @@ def test_run_on_lambda_without_a_function_fails_the_day(lake: Lake, tmp_path: Pa
     assert "table sales: run_on 'lambda' needs lambda_function" in failure.step_failure_data.error.message
     assert sorted(mats(result, source("sales"))) == [DAY] and not mats(result, table("sales"))
     assert lake.keys() == []
+
+
+def test_a_names_only_table_continued_from_a_typed_glue_table_passes_its_checks(
+    lake: Lake, tmp_path: Path, instance: DagsterInstance
+) -> None:
+    """The original Lambda typed the table (bigint/double); the tables file keeps its names-only
+    schema: the load reads each column as the table's type, and schema_matches holds."""
+    typed = spec("sales").event(
+        "20240114",
+        {
+            "schema": [
+                {"name": "id", "type": "bigint"},
+                {"name": "customer", "type": "string"},
+                {"name": "amount", "type": "double"},
+            ]
+        },
+    )
+    stage_day(lake, "20240114")
+    assert handle_event(typed, lake.clients)["statusCode"] == 200
+    stage_day(lake, DAY)
+    runner = Runner(component_defs(write_tables_file(tmp_path)), instance)
+    result = runner.run(table("sales"), DAY)
+    assert result.success
+    assert all(c.passed for c in checks(result).values()), checks(result)
+    assert {(DAY, name) for name in CHECK_NAMES} <= set(checks(result))
+    rows = lake.read_table_day("sales", DAY)
+    assert isinstance(rows[0]["id"], int) and isinstance(rows[0]["amount"], float)
