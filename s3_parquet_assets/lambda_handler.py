@@ -37,6 +37,7 @@ import os
 from typing import Any
 
 from .lambda_.clients import get_clients, reset_clients
+from .lambda_.context import invocation_deadline
 from .lambda_.dispatch import invoke
 from .lambda_.events import EventKind, classify
 from .lambda_.failures import LoadFailedError
@@ -75,12 +76,13 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     environ = dict(os.environ)
     configure_logging(environ)
     request_id: str | None = getattr(context, "aws_request_id", None)
+    deadline = invocation_deadline(context)
     pipes = split_pipes_params(event)
     if pipes is not None:
         params, payload = pipes
-        return run_with_pipes(params, lambda session: invoke(payload, environ, session, request_id))
+        return run_with_pipes(params, lambda session: invoke(payload, environ, session, request_id, deadline))
     try:
-        return invoke(event, environ, None, request_id)
+        return invoke(event, environ, None, request_id, deadline)
     except LoadFailedError:
         raise
     except Exception:

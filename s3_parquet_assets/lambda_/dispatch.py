@@ -14,6 +14,7 @@ from .failures import LoadFailedError, must_raise
 from .pipes import pipes_data_ref
 from .routing import route
 from .settings import RaisePolicy, data_ref_pattern, raise_policy
+from .settle import already_being_loaded, load_unless_current
 from .tables import Served, file_tables, served_tables
 
 if TYPE_CHECKING:
@@ -44,7 +45,9 @@ def combine(labelled: list[tuple[str, dict[str, Any]]], ignored: list[str]) -> d
     }
 
 
-def _direct(event: Any, environ: Mapping[str, str], pipes: PipesContext | None) -> dict[str, Any]:
+def _direct(
+    event: Any, environ: Mapping[str, str], pipes: PipesContext | None, deadline: float | None
+) -> dict[str, Any]:
     ev = event
     if is_by_name(event):
         tables = file_tables(environ, get_clients)
@@ -54,7 +57,7 @@ def _direct(event: Any, environ: Mapping[str, str], pipes: PipesContext | None) 
         day = pipes_data_ref(pipes)
         if day:
             ev = {**ev, "data_ref": day}
-    return handle_event(ev, make=get_clients)
+    return handle_event(ev, make=get_clients, deadline=deadline)
 
 
 def _pick(served: Served, name: str | None) -> TableSpec:
@@ -71,36 +74,51 @@ def _pick(served: Served, name: str | None) -> TableSpec:
     return only
 
 
-def _scheduled(event: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def _scheduled(
+    event: Mapping[str, Any], environ: Mapping[str, str], deadline: float | None
+) -> dict[str, Any]:
     day = scheduled_day(event)
     spec = _pick(served_tables(environ, get_clients), scheduled_table(event))
     log.info("scheduled run of %s: catching up %d day(s) up to %s", spec.name, spec.catchup_days, day)
-    response = catch_up(spec, day, get_clients())
+    clients = get_clients()
+    response = catch_up(
+        spec,
+        day,
+        clients,
+        load=lambda ev: already_being_loaded(handle_event(ev, clients, deadline=deadline)),
+    )
     log.info("scheduled run of %s: %s", spec.name, response["days"])
     return response
 
 
-def _s3(event: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def _s3(event: Mapping[str, Any], environ: Mapping[str, str], deadline: float | None) -> dict[str, Any]:
     if event.get("Event") == _TEST_EVENT:
         return combine([], [f"{_TEST_EVENT} (sent when the notification is configured)"])
     served = served_tables(environ, get_clients)
     loads, ignored = route(event, served.tables, data_ref_pattern(environ))
     for reason in ignored:
         log.info("ignored %s", reason)
+    if not loads:
+        return combine([], ignored)
+    clients = get_clients()
     return combine(
-        [(f"{name} {ev['data_ref']}", handle_event(ev, make=get_clients)) for name, ev in loads], ignored
+        [
+            (f"{name} {ev['data_ref']}", load_unless_current(ev, clients, deadline=deadline))
+            for name, ev in loads
+        ],
+        ignored,
     )
 
 
 def _run(
-    event: Any, environ: Mapping[str, str], pipes: PipesContext | None
+    event: Any, environ: Mapping[str, str], pipes: PipesContext | None, deadline: float | None
 ) -> tuple[EventKind, dict[str, Any]]:
     kind = classify(event)
     if kind == "scheduled":
-        return kind, _scheduled(event, environ)
+        return kind, _scheduled(event, environ, deadline)
     if kind == "s3":
-        return kind, _s3(event, environ)
-    return kind, _direct(event, environ, pipes)
+        return kind, _s3(event, environ, deadline)
+    return kind, _direct(event, environ, pipes, deadline)
 
 
 def _safe_kind(event: Any) -> EventKind:
@@ -111,13 +129,18 @@ def _safe_kind(event: Any) -> EventKind:
 
 
 def invoke(
-    event: Any, environ: Mapping[str, str], pipes: PipesContext | None, request_id: str | None
+    event: Any,
+    environ: Mapping[str, str],
+    pipes: PipesContext | None,
+    request_id: str | None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
-    """Run the event; return the response, or raise :class:`LoadFailedError` when the policy says so."""
+    """Run the event; return the response, or raise :class:`LoadFailedError` when the policy says so.
+    ``deadline`` (``time.monotonic()``): every load stops cleanly before it (the invocation's timeout)."""
     policy: RaisePolicy = "auto"
     try:
         policy = raise_policy(environ)
-        kind, response = _run(event, environ, pipes)
+        kind, response = _run(event, environ, pipes, deadline)
     except LoadError as exc:  # a bad setting, tables file or event shape (the core answers its own)
         log.error("invocation %s failed: %s", request_id, exc)
         kind, response = _safe_kind(event), error_response(exc)

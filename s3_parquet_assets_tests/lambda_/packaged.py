@@ -142,14 +142,20 @@ class PackagedLambda:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counter: int = 0
 
-    def run(self, events: Sequence[Any], env: Mapping[str, str] | None = None) -> Run:
-        """Start one container and send it ``events`` in order."""
+    def run(
+        self,
+        events: Sequence[Any],
+        env: Mapping[str, str] | None = None,
+        timeouts_ms: Sequence[int] | None = None,
+    ) -> Run:
+        """Start one container and send it ``events`` in order (``timeouts_ms``: each invocation's
+        time limit, as the context's ``get_remaining_time_in_millis`` counts it down; default 900 s)."""
         with self._lock:
             self._counter += 1
             n = self._counter
         request = self.workdir / f"request-{n}.json"
         response = self.workdir / f"response-{n}.json"
-        request.write_text(json.dumps({"events": list(events)}))
+        request.write_text(json.dumps({"events": list(events), "timeouts_ms": list(timeouts_ms or [])}))
         full_env = {**self.env, **(env or {})}
         proc = subprocess.run(
             [str(self.python), "-I", "-u", str(RUNNER), str(self.code_dir), str(request), str(response)],
