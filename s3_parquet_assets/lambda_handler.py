@@ -26,7 +26,7 @@ import.
 Runtime (:mod:`.lambda_.runtime`): the first invocation of a container logs the versions it runs on
 (python, boto3, botocore, pyarrow, pandas, numpy, awswrangler); on a runtime whose botocore is older
 than ``MIN_BOTOCORE`` every invocation fails (``validate``, naming the found and the minimum botocore)
-without any AWS call.
+before any AWS call of its own.
 
 Failures: a failed load yields ``{"statusCode": 500, "body": "Error: <stage>: <message>"}``. Direct and
 Pipes invocations are synchronous, so it is returned; scheduled and S3 invocations are asynchronous,

@@ -6,7 +6,8 @@ by region and date. The day leases need ``IfMatch`` on S3 ``PutObject`` (renewal
 ``DeleteObject`` (release): botocore's S3 model has it on PutObject from 1.35.69 (1.35.68's
 ``PutObjectRequest`` lacks it, checked in ``botocore/data/s3/2006-03-01/service-2.json.gz``). With an
 older botocore a load would fail at ``lock`` with a ``ParamValidationError``, or worse lose its lease
-renewal mid-load, so the function refuses every invocation before it touches AWS.
+renewal mid-load, so the function refuses every invocation before any AWS call of its own (a Pipes
+session on the S3 channels still reads its context and reports the failure there).
 
 :func:`cold_start` runs at the first invocation of a container (never at import): it logs one line
 with the versions, and keeps the verdict; :func:`require_supported_runtime` raises the verdict's
