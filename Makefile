@@ -4,7 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck security audit pytest demo dev bench lambda-zip stack lint-deploy clean
+.PHONY: install test lint typecheck security audit pytest demo dev bench lambda-zip stack lint-deploy clean layer-venv
+
+# What the Lambda function runs on, for the packaged-zip tests: the managed layer's pyarrow, pandas,
+# numpy and awswrangler and the runtime's boto3/botocore (deploy/layer-requirements.txt, every
+# distribution pinned, --no-deps), and a too-old botocore laid over it (deploy/old-botocore-requirements.txt).
+LAYER_VENV  := .venv-layer
+LAYER_STAMP := $(LAYER_VENV)/.installed-stamp
+OLD_BOTOCORE := .venv-layer-old-botocore
+OLD_STAMP   := $(OLD_BOTOCORE)/.installed-stamp
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +22,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+$(LAYER_STAMP): deploy/layer-requirements.txt
+	rm -rf $(LAYER_VENV)
+	$(PYTHON) -m venv $(LAYER_VENV)
+	$(LAYER_VENV)/bin/python -m pip install -q --no-deps --only-binary=:all: -r deploy/layer-requirements.txt
+	$(LAYER_VENV)/bin/python -m pip check
+	touch $(LAYER_STAMP)
+
+$(OLD_STAMP): deploy/old-botocore-requirements.txt $(LAYER_STAMP)
+	rm -rf $(OLD_BOTOCORE)
+	$(LAYER_VENV)/bin/python -m pip install -q --no-deps --only-binary=:all: --target $(OLD_BOTOCORE) \
+		-r deploy/old-botocore-requirements.txt
+	touch $(OLD_STAMP)
+
+layer-venv: $(LAYER_STAMP) $(OLD_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -21,7 +44,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(LAYER_STAMP) $(OLD_STAMP)
 	$(BIN)/pytest -q
 
 # bandit: no high-severity finding in the package; pip-audit on the locked dependencies (skips, saying
@@ -71,4 +94,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plot.py
 
 clean:
-	rm -rf $(VENV) deploy/build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LAYER_VENV) $(OLD_BOTOCORE) deploy/build .pytest_cache .mypy_cache .ruff_cache

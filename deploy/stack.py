@@ -48,10 +48,38 @@ _UNSAFE = re.compile(r"[*?$]")
 _LOG_RETENTION_DAYS = [1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192]
 _LOG_RETENTION_DAYS += [2557, 2922, 3288, 3653]
 
+# The AWS SDK for pandas 3.17.0 layers for Python 3.12 (x86_64 and -Arm64 share the version number),
+# per (partition, publishing account, version): their pandas segfaults on datetime64
+# (aws/aws-sdk-pandas#3393, fixed in 3.17.1). From docs/source/layers.rst at 3.17.0 (f1e4b018,
+# 2026-06-25). The same version number is a good build elsewhere (26 is 3.16.1 in af-south-1 and
+# 3.17.0 in ap-east-1), so a version alone says nothing: LayerArn is required and these are refused.
+BAD_LAYERS: dict[tuple[str, str, int], tuple[str, ...]] = {
+    ("aws", "336392948345", 29): (
+        "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-southeast-1",
+        "ap-southeast-2", "ca-central-1", "eu-central-1", "eu-north-1", "eu-west-1", "eu-west-2",
+        "eu-west-3", "sa-east-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2",
+    ),
+    ("aws", "336392948345", 28): ("af-south-1",),
+    ("aws", "839552336658", 26): ("ap-east-1",),
+    ("aws", "246107603503", 26): ("ap-south-2",),
+    ("aws", "258944054355", 26): ("ap-southeast-3",),
+    ("aws", "945386623051", 26): ("ap-southeast-4",),
+    ("aws", "941713567376", 3): ("ca-west-1",),
+    ("aws-cn", "406640652441", 10): ("cn-north-1", "cn-northwest-1"),
+    ("aws", "956415814219", 26): ("eu-central-2",),
+    ("aws", "774444163449", 26): ("eu-south-1",),
+    ("aws", "982086096842", 26): ("eu-south-2",),
+    ("aws", "263840725265", 26): ("il-central-1",),
+    ("aws", "593833071574", 26): ("me-central-1",),
+}  # fmt: skip
+_LAYER_ARN = r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+:[0-9]+"
+
 __all__ = [
+    "BAD_LAYERS",
     "StackError",
     "cron",
     "dump",
+    "layer_arn_pattern",
     "logical_ids",
     "main",
     "read",
@@ -89,6 +117,16 @@ def _ref(name: str) -> dict[str, str]:
 
 def _getatt(resource: str, attribute: str) -> dict[str, list[str]]:
     return {"Fn::GetAtt": [resource, attribute]}
+
+
+def layer_arn_pattern() -> str:
+    """``LayerArn``'s AllowedPattern: a Lambda layer version ARN that is none of :data:`BAD_LAYERS`."""
+    bad = [
+        f"arn:{partition}:lambda:(?:{'|'.join(regions)}):{account}:layer:AWSSDKPandas-Python312(?:-Arm64)?:"
+        f"{version}"
+        for (partition, account, version), regions in BAD_LAYERS.items()
+    ]
+    return f"^(?!(?:{'|'.join(bad)})$){_LAYER_ARN}$"
 
 
 def source_root(prefix: str) -> str:
@@ -379,21 +417,16 @@ def _parameters() -> dict[str, Any]:
         },
         "LayerArn": {
             "Type": "String",
-            "Default": "",
-            "Description": (
-                "ARN of the AWS SDK for pandas layer (pandas, pyarrow, awswrangler, boto3). Empty: the "
-                "public AWSSDKPandas-Python312-Arm64 (arm64) or AWSSDKPandas-Python312 (x86_64) layer "
-                "of this region, version PandasLayerVersion."
+            "AllowedPattern": layer_arn_pattern(),
+            "ConstraintDescription": (
+                "a Lambda layer version ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION), not an AWS "
+                "SDK for pandas 3.17.0 layer (its pandas segfaults on datetime64, aws/aws-sdk-pandas#3393)"
             ),
-        },
-        "PandasLayerVersion": {
-            "Type": "Number",
-            "Default": 26,
-            "MinValue": 1,
             "Description": (
-                "Version of the public AWSSDKPandas-Python312(-Arm64) layer (per region and architecture: "
-                "see https://aws-sdk-pandas.readthedocs.io/en/stable/layers.html). Used when LayerArn is "
-                "empty."
+                "Required. ARN of the AWS SDK for pandas layer for Python 3.12 and this Architecture "
+                "(AWSSDKPandas-Python312-Arm64 or AWSSDKPandas-Python312), e.g. the 3.17.1 layer of this "
+                "region; version numbers and publishing accounts differ per region. Known good and known "
+                "bad versions: README, Deploying to AWS Lambda."
             ),
         },
         "LogRetentionDays": {
@@ -467,7 +500,6 @@ _GROUPS = (
             "Timeout",
             "ReservedConcurrency",
             "LayerArn",
-            "PandasLayerVersion",
             "LogRetentionDays",
         ],
     ),
@@ -484,8 +516,6 @@ def _conditions() -> dict[str, Any]:
         return {"Fn::Equals": [_ref(name), value]}
 
     return {
-        "UsePublicLayer": equals("LayerArn", ""),
-        "IsArm": equals("Architecture", "arm64"),
         "SchedulesEnabled": equals("EnableSchedules", "true"),
         "S3TriggerEnabled": equals("EnableS3Trigger", "true"),
         "HasAlarmTopic": {"Fn::Not": [equals("AlarmTopicArn", "")]},
@@ -589,25 +619,6 @@ def _optional_policies() -> dict[str, Any]:
 
 
 def _function(code_uri: str, policies: list[str]) -> dict[str, Any]:
-    layer = {
-        "Fn::If": [
-            "UsePublicLayer",
-            {
-                "Fn::If": [
-                    "IsArm",
-                    _sub(
-                        "arn:${AWS::Partition}:lambda:${AWS::Region}:336392948345:layer:"
-                        "AWSSDKPandas-Python312-Arm64:${PandasLayerVersion}"
-                    ),
-                    _sub(
-                        "arn:${AWS::Partition}:lambda:${AWS::Region}:336392948345:layer:"
-                        "AWSSDKPandas-Python312:${PandasLayerVersion}"
-                    ),
-                ]
-            },
-            _ref("LayerArn"),
-        ]
-    }
     return {
         "Type": "AWS::Serverless::Function",
         "DependsOn": policies,
@@ -622,7 +633,7 @@ def _function(code_uri: str, policies: list[str]) -> dict[str, Any]:
             "Timeout": _ref("Timeout"),
             "ReservedConcurrentExecutions": _ref("ReservedConcurrency"),
             "Role": _getatt("LoadFunctionRole", "Arn"),
-            "Layers": [layer],
+            "Layers": [_ref("LayerArn")],
             # Pipes reads raw JSON lines from the log tail; the JSON log format would wrap them.
             "LoggingConfig": {"LogGroup": _ref("LoadFunctionLogGroup"), "LogFormat": "Text"},
             "Environment": {

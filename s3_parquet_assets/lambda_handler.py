@@ -23,6 +23,11 @@ Settings (:mod:`.lambda_.settings`, :mod:`.lambda_.tables`): ``S3PA_TABLES`` (ta
 ``S3PA_DATA_REF_PATTERN``, ``S3PA_RAISE_ON_ERROR``, ``S3PA_LOG_LEVEL``; read at every call, never at
 import.
 
+Runtime (:mod:`.lambda_.runtime`): the first invocation of a container logs the versions it runs on
+(python, boto3, botocore, pyarrow, pandas, numpy, awswrangler); on a runtime whose botocore is older
+than ``MIN_BOTOCORE`` every invocation fails (``validate``, naming the found and the minimum botocore)
+before any AWS call of its own.
+
 Failures: a failed load yields ``{"statusCode": 500, "body": "Error: <stage>: <message>"}``. Direct and
 Pipes invocations are synchronous, so it is returned; scheduled and S3 invocations are asynchronous,
 so (``S3PA_RAISE_ON_ERROR=auto``) it is logged and raised as :class:`LoadFailedError`: Lambda counts
@@ -42,6 +47,7 @@ from .lambda_.dispatch import invoke
 from .lambda_.events import EventKind, classify
 from .lambda_.failures import LoadFailedError
 from .lambda_.pipes import PIPES_TAIL_BUDGET, pipes_metadata, run_with_pipes, split_pipes_params
+from .lambda_.runtime import MIN_BOTOCORE, cold_start, reset_runtime
 from .lambda_.settings import (
     ENV_DATA_REF_PATTERN,
     ENV_RAISE_ON_ERROR,
@@ -55,6 +61,7 @@ __all__ = [
     "ENV_DATA_REF_PATTERN",
     "ENV_RAISE_ON_ERROR",
     "ENV_TABLES",
+    "MIN_BOTOCORE",
     "PIPES_TAIL_BUDGET",
     "EventKind",
     "LoadFailedError",
@@ -63,6 +70,7 @@ __all__ = [
     "handler",
     "pipes_metadata",
     "reset_clients",
+    "reset_runtime",
     "reset_tables",
     "settings_from_env",
 ]
@@ -75,6 +83,7 @@ def handler(event: Any, context: Any = None) -> dict[str, Any]:
     and for when a failure is raised instead of returned)."""
     environ = dict(os.environ)
     configure_logging(environ)
+    cold_start()  # the first invocation of a container logs the versions it runs on
     request_id: str | None = getattr(context, "aws_request_id", None)
     deadline = invocation_deadline(context)
     pipes = split_pipes_params(event)

@@ -9,7 +9,8 @@
 - :mod:`.dispatch`: one invocation, its combined response, returned or raised;
 - :mod:`.failures`: ``LoadFailedError`` and the ``S3PA_RAISE_ON_ERROR`` rule;
 - :mod:`.pipes`: the Dagster Pipes session;
-- :mod:`.clients`: the container's AWS clients.
+- :mod:`.clients`: the container's AWS clients;
+- :mod:`.runtime`: the versions logged at cold start, and the minimum botocore the function needs.
 
 Importing this package reads no environment variable and imports nothing.
 """

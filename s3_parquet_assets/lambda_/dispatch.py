@@ -13,6 +13,7 @@ from .events import EventKind, by_name_load, classify, is_by_name, scheduled_day
 from .failures import LoadFailedError, must_raise
 from .pipes import pipes_data_ref
 from .routing import route
+from .runtime import require_supported_runtime
 from .settings import RaisePolicy, data_ref_pattern, raise_policy
 from .settle import already_being_loaded, load_unless_current
 from .tables import Served, file_tables, served_tables
@@ -136,12 +137,14 @@ def invoke(
     deadline: float | None = None,
 ) -> dict[str, Any]:
     """Run the event; return the response, or raise :class:`LoadFailedError` when the policy says so.
-    ``deadline`` (``time.monotonic()``): every load stops cleanly before it (the invocation's timeout)."""
+    ``deadline`` (``time.monotonic()``): every load stops cleanly before it (the invocation's timeout).
+    A runtime that cannot run the function (:mod:`.runtime`) fails every event, before any AWS call."""
     policy: RaisePolicy = "auto"
     try:
         policy = raise_policy(environ)
+        require_supported_runtime()
         kind, response = _run(event, environ, pipes, deadline)
-    except LoadError as exc:  # a bad setting, tables file or event shape (the core answers its own)
+    except LoadError as exc:  # a bad setting, runtime, tables file or event shape (the core answers its own)
         log.error("invocation %s failed: %s", request_id, exc)
         kind, response = _safe_kind(event), error_response(exc)
     if must_raise(response, kind, policy):

@@ -15,7 +15,15 @@ from s3_parquet_assets import lambda_handler
 
 from ..helpers import DB, DST, PATHOUT, SRC, TABLE
 from ..three_tables import write_tables_file
-from .packaged import PackagedLambda, base_env, layer_venv, unpack
+from .packaged import (
+    OLD_BOTOCORE,
+    PackagedLambda,
+    base_env,
+    ensure_layer_envs,
+    layer_site,
+    layer_venv,
+    unpack,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,8 +80,18 @@ def tables_code_dir(tables_zip: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture(scope="session")
 def layer_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with only the AWS SDK for pandas layer's packages (made once per session)."""
-    return layer_venv(tmp_path_factory.getbasetemp() / "layer-venv")
+    """A venv with only what the AWS SDK for pandas layer and the Lambda runtime hold, at their
+    versions (deploy/layer-requirements.txt; made once per session)."""
+    ensure_layer_envs()
+    return layer_venv(tmp_path_factory.getbasetemp() / "layer-venv", [layer_site()])
+
+
+@pytest.fixture(scope="session")
+def old_botocore_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The layer venv with a runtime whose botocore is too old for the function
+    (deploy/old-botocore-requirements.txt laid over it)."""
+    ensure_layer_envs()
+    return layer_venv(tmp_path_factory.getbasetemp() / "old-botocore-venv", [OLD_BOTOCORE, layer_site()])
 
 
 @pytest.fixture

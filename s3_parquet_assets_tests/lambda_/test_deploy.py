@@ -493,11 +493,10 @@ def test_function_settings() -> None:
     assert template["Resources"]["LoadFunction"]["DependsOn"] == [
         rid for rid, r in template["Resources"].items() if r["Type"] == "AWS::IAM::ManagedPolicy"
     ]
+    # The layer is the operator's explicit choice (no default version: numbers differ per region).
+    assert "Default" not in template["Parameters"]["LayerArn"]
+    assert "PandasLayerVersion" not in template["Parameters"]
     resolve = Resolver(template, parameters(template))
-    (layer,) = resolve(fn["Layers"])
-    assert layer == "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312-Arm64:26"
-    x86 = Resolver(template, parameters(template, Architecture="x86_64"))(fn["Layers"])
-    assert x86 == ["arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312:26"]
     mine = "arn:aws:lambda:us-east-1:111111111111:layer:pandas:3"
     assert Resolver(template, parameters(template, LayerArn=mine))(fn["Layers"]) == [mine]
     # The tables file: bundled in the zip (no S3PA_TABLES) unless TablesUri names an S3 object.
@@ -892,3 +891,46 @@ def test_the_policy_allows_every_call_of_each_tables_load_and_no_other_table(
         ("glue:DeleteTable", f"{glue}:table/{DB}/sales", None),
     ]:
         assert not _allowed(stmts, request), request
+
+
+# AWS SDK for pandas layers for Python 3.12 as published (docs/source/layers.rst of aws/aws-sdk-pandas):
+# 3.17.0 (pandas segfaults on datetime64, aws/aws-sdk-pandas#3393) and 3.16.1.
+LAYERS_3_17_0 = [
+    "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312:29",
+    "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312-Arm64:29",
+    "arn:aws:lambda:eu-west-1:336392948345:layer:AWSSDKPandas-Python312-Arm64:29",
+    "arn:aws:lambda:af-south-1:336392948345:layer:AWSSDKPandas-Python312:28",
+    "arn:aws:lambda:ap-east-1:839552336658:layer:AWSSDKPandas-Python312-Arm64:26",
+    "arn:aws:lambda:me-central-1:593833071574:layer:AWSSDKPandas-Python312:26",
+    "arn:aws:lambda:ca-west-1:941713567376:layer:AWSSDKPandas-Python312-Arm64:3",
+    "arn:aws-cn:lambda:cn-northwest-1:406640652441:layer:AWSSDKPandas-Python312:10",
+]
+LAYERS_3_16_1 = [
+    "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312:27",
+    "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312-Arm64:27",
+    "arn:aws:lambda:af-south-1:336392948345:layer:AWSSDKPandas-Python312-Arm64:26",  # 26: good here
+    "arn:aws:lambda:ap-east-1:839552336658:layer:AWSSDKPandas-Python312:25",
+    "arn:aws-cn:lambda:cn-north-1:406640652441:layer:AWSSDKPandas-Python312:9",
+]
+
+
+def test_layer_arn_is_required_and_the_3_17_0_layers_are_refused() -> None:
+    """CloudFormation checks LayerArn against its AllowedPattern before anything is created: no
+    default, a layer version ARN, and none of the 3.17.0 layers, in any region, either architecture."""
+    template = load_template()
+    pattern = re.compile(template["Parameters"]["LayerArn"]["AllowedPattern"])
+    for arn in LAYERS_3_17_0:
+        assert not pattern.match(arn), arn
+    for arn in [*LAYERS_3_16_1, "arn:aws:lambda:eu-west-1:111111111111:layer:my-pandas-3_17_1:4"]:
+        assert pattern.match(arn), arn
+    # Not a layer version ARN: refused (empty included, as the parameter has no default).
+    for value in [
+        "",
+        "26",
+        "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312",
+        "arn:aws:lambda:us-east-1:336392948345:function:AWSSDKPandas-Python312:27",
+        "arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312:27 ",
+    ]:
+        assert not pattern.match(value), value
+    # The refusal is of whole ARNs: another version of the same layer is allowed (290 is not 29).
+    assert pattern.match("arn:aws:lambda:us-east-1:336392948345:layer:AWSSDKPandas-Python312:290")
