@@ -13,7 +13,7 @@ from .errors import LoadError, Stage
 from .event import Column, LoadEvent, parse_event, yesterday
 from .lease import LeaseHeld
 from .pipeline import LoadResult, Tuning, error_response, handle_event, loaded_etag, new_load_id, run_load
-from .source import SourceObject, find_latest
+from .source import NoExportError, SourceObject, find_latest, newest_export
 from .tables import Tables, TableSpec, parse_tables, read_tables, table_from_settings
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "LoadError",
     "LoadEvent",
     "LoadResult",
+    "NoExportError",
     "SourceObject",
     "Stage",
     "TableSpec",
@@ -40,6 +41,7 @@ __all__ = [
     "loaded_etag",
     "make_clients",
     "new_load_id",
+    "newest_export",
     "parse_event",
     "parse_tables",
     "read_tables",

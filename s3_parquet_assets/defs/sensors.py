@@ -30,7 +30,7 @@ from dagster import (
     sensor,
 )
 
-from s3_parquet_assets.core import AwsClients, LoadError, TableSpec, find_latest, window
+from s3_parquet_assets.core import AwsClients, TableSpec, newest_export, window
 
 from .keys import TableKeys
 from .resources import S3Resource, aws_clients
@@ -69,19 +69,9 @@ class NewExport:
 def _by_day(spec: TableSpec, clients: AwsClients, days: list[str], cursor: Cursor) -> list[NewExport]:
     out: list[NewExport] = []
     for day in days:
-        ev = spec.load_event(day)
-        try:
-            src = find_latest(
-                clients.s3,
-                ev.bucket_src,
-                ev.source_prefix,
-                ev.substr,
-                expected_bucket_owner=ev.expected_bucket_owner,
-            )
-        except LoadError as exc:
-            if exc.stage == "list" and exc.message.startswith("no object under"):
-                continue
-            raise
+        src = newest_export(clients.s3, spec.load_event(day))
+        if src is None:
+            continue
         if cursor.etags.get(day) != src.etag:
             out.append(NewExport(day, src.key, src.etag))
     return out
