@@ -509,6 +509,12 @@ def test_function_settings() -> None:
     uri = "s3://config-bucket/s3pa/tables.yaml"
     env = Resolver(template, parameters(template, TablesUri=uri))(fn["Environment"]["Variables"])
     assert env["S3PA_TABLES"] == uri
+    # Every variable the template sets is one the handler knows (an unknown S3PA_* fails every event).
+    from s3_parquet_assets.lambda_.settings import data_ref_pattern, raise_policy, settings_from_env
+
+    assert settings_from_env(env) == {}
+    assert raise_policy(env) == "auto"
+    assert data_ref_pattern(env).pattern == env["S3PA_DATA_REF_PATTERN"]
     assert re.match(template["Parameters"]["TablesUri"]["AllowedPattern"], uri)
     assert re.match(template["Parameters"]["TablesUri"]["AllowedPattern"], "")
     assert not re.match(template["Parameters"]["TablesUri"]["AllowedPattern"], "s3://b/tables/*")
