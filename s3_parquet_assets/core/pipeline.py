@@ -252,11 +252,13 @@ def _reading(batches: Iterator[pa.RecordBatch], uri: str) -> Iterator[pa.RecordB
     try:
         yield from batches
     except ClientError as exc:
-        if str(exc.response.get("Error", {}).get("Code", "")) in ("AccessDenied", "403"):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("AccessDenied", "403"):
             raise LoadError(
                 "read",
-                f"cannot read {uri}: access denied (403); grant s3:GetObject on it (S3 also answers 403 "
-                "for a key deleted since it was listed when the caller lacks an unconditioned s3:ListBucket)",
+                f"cannot read {uri}: access denied ({code}, 403); grant s3:GetObject on it (S3 also "
+                "answers 403 for a key deleted since it was listed when the caller lacks an unconditioned "
+                "s3:ListBucket)",
             ) from exc
         raise LoadError("read", f"cannot read {uri}: {exc}") from exc
     except BotoCoreError as exc:

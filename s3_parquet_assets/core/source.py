@@ -84,7 +84,7 @@ def find_latest(
         if code in ("AccessDenied", "403"):
             raise LoadError(
                 "list",
-                f"cannot list s3://{bucket}/{prefix}: access denied (403); grant s3:ListBucket on "
+                f"cannot list s3://{bucket}/{prefix}: access denied ({code}, 403); grant s3:ListBucket on "
                 f"bucket {bucket!r} for this prefix",
             ) from exc
         raise LoadError("list", f"cannot list s3://{bucket}/{prefix}: {code or exc}") from exc

@@ -292,13 +292,13 @@ def test_a_refused_load_says_whether_the_holder_loads_the_same_export(lake: Lake
         (
             "ListObjectsV2",
             "list",
-            "cannot list s3://src-bucket/exports/20240115/: access denied (403); grant s3:ListBucket on "
+            "cannot list s3://src-bucket/exports/20240115/: access denied (AccessDenied, 403); grant s3:ListBucket on "
             "bucket 'src-bucket' for this prefix",
         ),
         (
             "GetObject",
             "read",
-            f"cannot read s3://src-bucket/{KEY}: access denied (403); grant s3:GetObject on it (S3 also "
+            f"cannot read s3://src-bucket/{KEY}: access denied (AccessDenied, 403); grant s3:GetObject on it (S3 also "
             "answers 403 for a key deleted since it was listed when the caller lacks an unconditioned "
             "s3:ListBucket)",
         ),
