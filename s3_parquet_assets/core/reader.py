@@ -7,6 +7,8 @@ fast path keeps pyarrow's threaded, typed CSV parser).
 
 from __future__ import annotations
 
+import codecs
+import csv
 import importlib
 import io
 import logging
@@ -14,12 +16,14 @@ import re
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from .contract import PARTITION_KEY, header_key
 from .errors import LoadError
 from .event import Column, LoadEvent, validate_glue_name
 from .inflate import DECOMPRESS_ERRORS, gzip_reader, open_zip_member
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_READ_AHEAD_BLOCKS",
+    "Layout",
     "arrow_schema",
     "arrow_type",
     "check_read_ahead",
@@ -39,6 +44,8 @@ __all__ = [
     "iter_batches",
     "load_transform",
     "open_source",
+    "plan_layout",
+    "read_layout",
 ]
 
 log = logging.getLogger(__name__)
@@ -206,13 +213,270 @@ class _Gate(io.RawIOBase):
 
 
 # ---------------------------------------------------------------------------------------------------
+# The header: which of the file's columns is which
+# ---------------------------------------------------------------------------------------------------
+HEADER_LIMIT = 1024 * 1024
+"""The longest header row read (``header: true``); a first row longer than this is not a header."""
+_HEADERLESS_PEEK = 64 * 1024
+"""How far a headerless export is looked at for a header row it should not have."""
+_PEEK_CHUNK = 4 * 1024
+_IGNORED = "#ignored:{}"  # the read name of a column left out: no Glue name looks like it
+_GLUE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the export's columns become the table's.
+
+    ``read_names`` names each of the file's columns, in the file's order (pyarrow reads by them).
+    ``columns`` are the batches' columns, in order: the schema's (``missing`` ones as nulls), then the
+    ``added`` ones. ``file_columns`` is the header as found (empty without a header); ``ignored`` are
+    header columns left out (``extra_columns: ignore``).
+    """
+
+    read_names: tuple[str, ...]
+    columns: tuple[Column, ...]
+    file_columns: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    added: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    @classmethod
+    def of_schema(cls, ev: LoadEvent) -> Layout:
+        """The file's columns are the schema's, in its order (no header, or no header row found)."""
+        return cls(read_names=tuple(c.name for c in ev.schema), columns=ev.schema)
+
+    @property
+    def read_columns(self) -> tuple[Column, ...]:
+        """The columns read from the file (not the ``missing`` ones)."""
+        return tuple(c for c in self.columns if c.name not in self.missing)
+
+    @property
+    def selects(self) -> bool:
+        """Whether the batches differ from the file's columns (left out, reordered or missing)."""
+        return self.read_names != tuple(c.name for c in self.columns)
+
+    def arrow_schema(self) -> pa.Schema:
+        return arrow_schema(self.columns)
+
+
+class _Replay(io.RawIOBase):
+    """The bytes the header peek took, then the rest of the stream: the object is read only once."""
+
+    def __init__(self, head: bytes, rest: io.IOBase) -> None:
+        super().__init__()
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            data: bytes = self._rest.read(size)
+            return data
+        if size is None or size < 0:
+            data, self._head = self._head + self._rest.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        if len(data) < size:  # a full read: a short one reads as the end of a block to the parser
+            data += self._rest.read(size - len(data))
+        return data
+
+    def close(self) -> None:
+        self._rest.close()
+        super().close()
+
+
+def _record_end(text: str, quote: str) -> int | None:
+    """Index of the line break ending the first CSV record of ``text`` (``None``: not in ``text``)."""
+    quoted = False
+    for i, ch in enumerate(text):
+        if ch == quote:
+            quoted = not quoted
+        elif not quoted and ch in "\r\n":
+            return i
+    return None
+
+
+def _peek_first_record(
+    stream: io.IOBase, ev: LoadEvent, uri: str, limit: int
+) -> tuple[bytes, list[str] | None]:
+    """Read the stream up to the end of its first record (at most ``limit`` bytes). Returns the bytes
+    read (to be replayed) and the record's fields (``None``: empty object, or no record end within
+    ``limit`` bytes)."""
+    decoder = codecs.getincrementaldecoder(ev.encoding)(errors="replace")
+    strict: Any = codecs.getincrementaldecoder(ev.encoding)()  # None once the bytes are not valid text
+    head: list[bytes] = []
+    size, chunk, text = 0, _PEEK_CHUNK, ""
+    while True:
+        data: bytes = stream.read(chunk)
+        head.append(data)
+        size += len(data)
+        text += decoder.decode(data, final=not data)
+        if strict is not None:
+            try:
+                strict.decode(data, final=not data)
+            except UnicodeDecodeError:
+                strict = None
+        end = _record_end(text, ev.quotechar)
+        if end is not None or not data:
+            break
+        if size >= limit:
+            return b"".join(head), None
+        chunk = min(chunk * 2, limit)
+    record = text[:end].removeprefix("\ufeff")
+    if not record and end is None:
+        return b"".join(head), None  # an empty object
+    if ev.header and strict is None and "\ufffd" in record:
+        raise LoadError("read", f"{uri}: line 1 (the header) is not valid {ev.encoding} text")
+    fields = next(csv.reader([record], delimiter=ev.delimiter, quotechar=ev.quotechar), [])
+    return b"".join(head), fields
+
+
+def read_layout(
+    open_stream: Callable[[], io.IOBase], ev: LoadEvent, uri: str
+) -> tuple[Layout, Callable[[], io.IOBase]]:
+    """Open the object, read its first record and plan its columns (:func:`plan_layout`; without a
+    header, refuse a first row that is the schema's names).
+
+    Returns the layout and an opener whose first call gives the opened stream, the peeked bytes put
+    back (the object is read once), and later calls open it afresh.
+
+    Raises
+    ------
+    LoadError
+        Stage ``read``, naming the object and the columns.
+    """
+    stream = open_stream()
+    try:
+        head, fields = _peek_first_record(stream, ev, uri, HEADER_LIMIT if ev.header else _HEADERLESS_PEEK)
+        if ev.header:
+            if fields is None and head:
+                raise LoadError(
+                    "read", f"{uri}: line 1 (the header) does not end within {HEADER_LIMIT} bytes"
+                )
+            layout = plan_layout(ev, fields, uri)
+        else:
+            _refuse_header_row(ev, fields, uri)
+            layout = Layout.of_schema(ev)
+    except _DECOMPRESS_ERRORS as exc:
+        stream.close()
+        raise LoadError("read", f"{uri}: the compressed data is corrupt or truncated ({exc})") from exc
+    except BaseException:
+        stream.close()
+        raise
+    pending = [_Replay(head, stream)]
+
+    def reopen() -> io.IOBase:
+        return pending.pop() if pending else open_stream()
+
+    return layout, reopen
+
+
+def _refuse_header_row(ev: LoadEvent, fields: list[str] | None, uri: str) -> None:
+    """``header: false``, yet the first row is the schema's names (in any order): say so."""
+    if fields is not None and sorted(map(header_key, fields)) == sorted(c.header_key for c in ev.schema):
+        raise LoadError(
+            "read",
+            f"{uri}: line 1 {fields} holds the schema's column names but header is false; "
+            'set "header": true to read it as the header',
+        )
+
+
+def plan_layout(ev: LoadEvent, header: list[str] | None, uri: str) -> Layout:
+    """Match the header's fields to the schema (by :func:`~.contract.header_key`: a column's
+    ``source``, else its name) and apply ``extra_columns`` and ``missing_columns``.
+
+    Raises
+    ------
+    LoadError
+        Stage ``read``: the header repeats a declared column, holds none, or drifts against a ``fail``
+        policy (naming the object and the columns), or extra columns cannot be added.
+    """
+    if header is None:
+        return Layout.of_schema(ev)  # an empty object: no rows, which the read reports
+    keys = [header_key(h) for h in header]
+    by_key = {c.header_key: c for c in ev.schema}
+    repeated = sorted(
+        {h.strip() for h, k in zip(header, keys, strict=True) if k in by_key and keys.count(k) > 1}
+    )
+    if repeated:
+        raise LoadError("read", f"{uri}: the header names column(s) {repeated} more than once")
+    shown = [h.strip() for h in header]
+    missing = tuple(c.name for c in ev.schema if c.header_key not in keys)
+    extra = [h for h, k in zip(shown, keys, strict=True) if k not in by_key]
+    if len(missing) == len(ev.schema):
+        raise LoadError(
+            "read", f"{uri}: none of the schema's columns is in the header {shown}; is line 1 a header?"
+        )
+    _check_drift(ev, uri, shown, missing, extra)
+    added = tuple(_added_names(ev, uri, extra)) if ev.extra_columns == "add" else ()
+    by_extra = dict(zip(extra, added, strict=False))
+    read_names = tuple(
+        by_key[k].name if k in by_key else by_extra.get(h, _IGNORED.format(i))
+        for i, (h, k) in enumerate(zip(shown, keys, strict=True))
+    )
+    return Layout(
+        read_names=read_names,
+        columns=ev.schema + tuple(Column(name) for name in added),
+        file_columns=tuple(shown),
+        ignored=tuple(extra) if ev.extra_columns == "ignore" else (),
+        added=added,
+        missing=missing,
+    )
+
+
+def _check_drift(
+    ev: LoadEvent, uri: str, header: list[str], missing: tuple[str, ...], extra: list[str]
+) -> None:
+    """Fail on drift the policies refuse, naming every offending column at once."""
+    problems: list[str] = []
+    if extra and ev.extra_columns == "fail":
+        problems.append(
+            f"the header has column(s) {extra} the schema does not declare "
+            "(extra_columns: fail; ignore drops them, add adds them to the table)"
+        )
+    if missing and ev.missing_columns == "fail":
+        problems.append(
+            f"the header lacks the declared column(s) {list(missing)} "
+            "(missing_columns: fail; null loads them as nulls)"
+        )
+    partition = [name for name in missing if name in ev.extra_partitions]
+    if partition and ev.missing_columns == "null":
+        problems.append(f"the header lacks the partition column(s) {partition}, which cannot be null")
+    if problems:
+        raise LoadError("read", f"{uri}: {'; '.join(problems)}; header: {header}")
+
+
+def _added_names(ev: LoadEvent, uri: str, extra: list[str]) -> list[str]:
+    """The Glue names extra columns are added under (``extra_columns: add``): the header name in lower
+    case, which must be a valid Glue name not taken by the schema or the partition key."""
+    names = [h.lower() for h in extra]
+    taken = {c.name for c in ev.schema} | {PARTITION_KEY}
+    bad = [
+        h
+        for h, n in zip(extra, names, strict=True)
+        if not _GLUE_NAME.match(n) or n in taken or names.count(n) > 1
+    ]
+    if bad:
+        raise LoadError(
+            "read",
+            f"{uri}: extra_columns: add cannot add header column(s) {bad}: each needs a unique, valid Glue "
+            "name (lowercase letters, digits, '_') not in the schema; declare them in the schema "
+            '(typed columns may name their header with "source") or set extra_columns: ignore',
+        )
+    return names
+
+
+# ---------------------------------------------------------------------------------------------------
 # Parsing
 # ---------------------------------------------------------------------------------------------------
 def _options(
-    ev: LoadEvent, *, block_size: int, use_threads: bool, types: dict[str, pa.DataType]
+    ev: LoadEvent, layout: Layout, *, block_size: int, use_threads: bool, types: dict[str, pa.DataType]
 ) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
     read = pacsv.ReadOptions(
-        column_names=[c.name for c in ev.schema],
+        column_names=list(layout.read_names),
         skip_rows=1 if ev.header else 0,
         block_size=block_size,
         use_threads=use_threads,
@@ -222,6 +486,9 @@ def _options(
     # them); without it a block boundary inside such a value fails the load ("out of sync with chunker").
     parse = pacsv.ParseOptions(delimiter=ev.delimiter, quote_char=ev.quotechar, newlines_in_values=True)
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, check_utf8=True)
+    if layout.selects:  # by name: the schema's order, extra columns left out, missing ones as nulls
+        convert.include_columns = [c.name for c in layout.columns]
+        convert.include_missing_columns = bool(layout.missing)
     return read, parse, convert
 
 
@@ -242,8 +509,10 @@ def iter_batches(
     block_size: int = DEFAULT_BLOCK_SIZE,
     use_threads: bool = True,
     read_ahead_blocks: int = MIN_READ_AHEAD_BLOCKS,
+    layout: Layout | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the object's rows as record batches typed by the declared schema.
+    """Yield the object's rows as record batches typed by the declared schema, with the columns of
+    ``layout`` (default: planned here by :func:`read_layout`).
 
     ``open_stream`` opens the object afresh; it is called once for the read, and once more only if a
     row is bad, to find its line number. At most ``read_ahead_blocks`` blocks (at least
@@ -257,8 +526,10 @@ def iter_batches(
         ``read_ahead_blocks`` is below ``MIN_READ_AHEAD_BLOCKS``.
     """
     check_read_ahead(read_ahead_blocks)
-    types = {c.name: arrow_type(c.type) for c in ev.schema}
-    read, parse, convert = _options(ev, block_size=block_size, use_threads=use_threads, types=types)
+    if layout is None:
+        layout, open_stream = read_layout(open_stream, ev, uri)
+    types = {c.name: arrow_type(c.type) for c in layout.columns}
+    read, parse, convert = _options(ev, layout, block_size=block_size, use_threads=use_threads, types=types)
     rows = 0
     stream = _Gate(open_stream(), block_size, read_ahead_blocks * block_size)
     try:
@@ -279,7 +550,7 @@ def iter_batches(
         raise LoadError("read", f"{uri}: the compressed data is corrupt or truncated ({exc})") from exc
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         stream.close()
-        raise _locate(open_stream, ev, uri, exc, block_size) from exc
+        raise _locate(open_stream, ev, layout, uri, exc, block_size) from exc
     finally:
         stream.close()
 
@@ -318,6 +589,7 @@ def _first_bad(values: pa.Array, target: pa.DataType) -> int | None:
 def _locate(
     open_stream: Callable[[], io.IOBase],
     ev: LoadEvent,
+    layout: Layout,
     uri: str,
     original: Exception,
     block_size: int = DEFAULT_BLOCK_SIZE,
@@ -326,15 +598,15 @@ def _locate(
     longer than the read block, which the threaded parser cannot hold)."""
     too_long = "straddl" in str(original)
     log.info("%s: a row failed (%s); re-reading to find its line", uri, original)
-    raw = {c.name: pa.binary() for c in ev.schema}
-    read, parse, convert = _options(ev, block_size=DEFAULT_BLOCK_SIZE, use_threads=False, types=raw)
+    raw = {name: pa.binary() for name in layout.read_names}
+    read, parse, convert = _options(ev, layout, block_size=DEFAULT_BLOCK_SIZE, use_threads=False, types=raw)
     convert = pacsv.ConvertOptions(column_types=raw, strings_can_be_null=False, check_utf8=False)
     rows = 0
     stream = open_stream()
     try:
         for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
             if too_long:
-                sizes = [pc.binary_length(batch.column(c.name)) for c in ev.schema]
+                sizes = [pc.binary_length(batch.column(name)) for name in layout.read_names]
                 width = sizes[0] if len(sizes) == 1 else pc.add(sizes[0], sizes[1])
                 for extra in sizes[2:]:
                     width = pc.add(width, extra)
@@ -346,7 +618,7 @@ def _locate(
                         f"{uri}: line {_line_of(ev, rows + n)}: the row is {width[n].as_py()} bytes, longer "
                         f"than the {block_size}-byte read block",
                     )
-            for col in ev.schema:
+            for col in layout.read_columns:
                 target = arrow_type(col.type)
                 bad = _first_bad(batch.column(col.name), target)
                 if bad is not None:
