@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import importlib
 import io
 import logging
@@ -16,7 +17,6 @@ import re
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -224,7 +224,7 @@ _IGNORED = "#ignored:{}"  # the read name of a column left out: no Glue name loo
 _GLUE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Layout:
     """How the export's columns become the table's.
 
@@ -240,6 +240,7 @@ class Layout:
     ignored: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    header_bytes: int = 0  # > 0: the streams start after the header (it holds a quoted line break)
 
     @classmethod
     def of_schema(cls, ev: LoadEvent) -> Layout:
@@ -301,10 +302,10 @@ def _record_end(text: str, quote: str) -> int | None:
 
 def _peek_first_record(
     stream: io.IOBase, ev: LoadEvent, uri: str, limit: int
-) -> tuple[bytes, list[str] | None]:
+) -> tuple[bytes, list[str] | None, int]:
     """Read the stream up to the end of its first record (at most ``limit`` bytes). Returns the bytes
-    read (to be replayed) and the record's fields (``None``: empty object, or no record end within
-    ``limit`` bytes)."""
+    read (to be replayed), the record's fields (``None``: empty object, or no record end within
+    ``limit`` bytes) and, for a record holding a quoted line break, its length in bytes (else 0)."""
     decoder = codecs.getincrementaldecoder(ev.encoding)(errors="replace")
     strict: Any = codecs.getincrementaldecoder(ev.encoding)()  # None once the bytes are not valid text
     head: list[bytes] = []
@@ -323,15 +324,29 @@ def _peek_first_record(
         if end is not None or not data:
             break
         if size >= limit:
-            return b"".join(head), None
+            return b"".join(head), None, 0
         chunk = min(chunk * 2, limit)
     record = text[:end].removeprefix("\ufeff")
     if not record and end is None:
-        return b"".join(head), None  # an empty object
+        return b"".join(head), None, 0  # an empty object
     if ev.header and strict is None and "\ufffd" in record:
         raise LoadError("read", f"{uri}: line 1 (the header) is not valid {ev.encoding} text")
     fields = next(csv.reader([record], delimiter=ev.delimiter, quotechar=ev.quotechar), [])
-    return b"".join(head), fields
+    data = b"".join(head)
+    return (
+        data,
+        fields,
+        _record_bytes(data, text, end, ev.encoding) if "\n" in record or "\r" in record else 0,
+    )
+
+
+def _record_bytes(data: bytes, text: str, end: int | None, encoding: str) -> int:
+    """Bytes of the first record and its line break (0 when they cannot be told exactly). pyarrow's
+    ``skip_rows`` skips lines, not records: a header with a quoted line break is cut off instead."""
+    stop = len(text) if end is None else end + (2 if text[end : end + 2] == "\r\n" else 1)
+    prefix = text[:stop]
+    size = len(prefix.encode(encoding))
+    return size if data[:size].decode(encoding, errors="replace") == prefix else 0
 
 
 def read_layout(
@@ -350,7 +365,9 @@ def read_layout(
     """
     stream = open_stream()
     try:
-        head, fields = _peek_first_record(stream, ev, uri, HEADER_LIMIT if ev.header else _HEADERLESS_PEEK)
+        head, fields, cut = _peek_first_record(
+            stream, ev, uri, HEADER_LIMIT if ev.header else _HEADERLESS_PEEK
+        )
         if ev.header:
             if fields is None and head:
                 raise LoadError(
@@ -366,10 +383,19 @@ def read_layout(
     except BaseException:
         stream.close()
         raise
-    pending = [_Replay(head, stream)]
+    if not (ev.header and cut):
+        pending = [_Replay(head, stream)]
+        return layout, lambda: pending.pop() if pending else open_stream()
+    # the header is cut off here, not skipped by the parser
+    layout = dataclasses.replace(layout, header_bytes=cut)
+    first = [_Replay(head[cut:], stream)]
 
     def reopen() -> io.IOBase:
-        return pending.pop() if pending else open_stream()
+        if first:
+            return first.pop()
+        again = open_stream()
+        again.read(cut)
+        return again
 
     return layout, reopen
 
@@ -477,7 +503,7 @@ def _options(
 ) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
     read = pacsv.ReadOptions(
         column_names=list(layout.read_names),
-        skip_rows=1 if ev.header else 0,
+        skip_rows=1 if ev.header and not layout.header_bytes else 0,
         block_size=block_size,
         use_threads=use_threads,
         encoding=ev.encoding,
