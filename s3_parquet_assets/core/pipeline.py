@@ -373,7 +373,11 @@ def _run(
 
         layout, opener = _read_header(lambda: open_source(clients.s3, src, ev, on_read=on_read), ev, src.uri)
         if layout.added and transform is None:
-            catalog.check_added_columns(table_def, ev.database, ev.table, layout.added, src.uri)
+            try:
+                catalog.check_added_columns(table_def, ev.database, ev.table, layout.added, src.uri)
+            except LoadError:
+                opener().close()  # the opened source, its first bytes read
+                raise
         batches: Iterator[pa.RecordBatch] = iter_batches(
             opener,
             ev,
