@@ -36,17 +36,17 @@ from . import catalog
 from .aws import AwsClients, make_clients
 from .errors import LoadError, Stage
 from .event import PARTITION_KEY, LoadEvent, parse_event
+from .header import Layout, read_layout
 from .lease import DayLease, lease_key
 from .memory import configure_memory
 from .reader import (
-    Layout,
     apply_transform,
+    arrow_schema,
     check_read_ahead,
     glue_type_of,
     iter_batches,
     load_transform,
     open_source,
-    read_layout,
 )
 from .s3io import S3SeekableReader
 from .source import SourceObject, find_latest
@@ -388,7 +388,7 @@ def _run(
             layout=layout,
         )
         batches = _reading(batches, src.uri)
-        declared = layout.arrow_schema()
+        declared = arrow_schema(layout.columns)
         if transform is not None:
             first, batches = _peek(apply_transform(batches, transform, src.uri, ev.extra_partitions))
             if first is not None:
