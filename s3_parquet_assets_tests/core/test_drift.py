@@ -8,6 +8,7 @@ was. Every case runs on a plain, a gzip and a zip export.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import boto3
@@ -386,3 +387,71 @@ def test_the_drift_settings_round_trip_and_default_to_fail() -> None:
     full = parse_event(event(header=True, schema=schema, extra_columns="add", missing_columns="null"))
     assert full.to_dict()["schema"] == schema
     assert parse_event(full.to_dict()) == full
+
+
+# ---------------------------------------------------------------------------------------------------
+# The source is read once; the header in other encodings and shapes (in memory, no AWS)
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("header", [True, False])
+def test_the_header_peek_reuses_the_stream_no_second_get(lake: Lake, kind: str, header: bool) -> None:
+    rows = [(str(i), f"c{i}", f"{i}.5") for i in range(20_000)]
+    stage(
+        lake,
+        kind,
+        csv_text(["amount", "id", "customer"], [(a, i, c) for i, c, a in rows])[
+            len("amount,id,customer\n") if not header else 0 :
+        ],
+    )
+    session = boto3.Session(region_name="us-east-1")
+    gets: list[str] = []
+    session.events.register(
+        "before-call.s3.GetObject",
+        lambda params, **_: gets.append(str(params.get("headers", {}).get("Range", "whole"))),
+    )
+    overrides: dict[str, Any] = (
+        {"header": header} if header else {"header": False, "schema": ["amount", "id", "customer"]}
+    )
+    out = load(make_clients(session), **overrides)
+    assert out["statusCode"] == 200, out
+    assert out["result"]["rows"] == len(rows)
+    streams = [g for g in gets if g == "whole" or g.endswith("-")]  # GETs open to the end of the object
+    assert len(streams) == 1, gets
+
+
+def batches_of(data: bytes, **overrides: Any) -> list[dict[str, Any]]:
+    from s3_parquet_assets.core.reader import iter_batches
+
+    ev = parse_event(event(**{"header": True, **overrides}))
+    return [r for b in iter_batches(lambda: io.BytesIO(data), ev, "mem://sales.csv") for r in b.to_pylist()]
+
+
+def test_a_header_in_latin1_and_in_utf16_with_its_bom_matches_by_name() -> None:
+    schema = [{"name": "cafe", "type": "string", "source": "Café"}, {"name": "id", "type": "int"}]
+    assert batches_of(
+        "Id;CAFÉ\n1;crème\n".encode("latin-1"), schema=schema, encoding="latin-1", delimiter=";"
+    ) == [{"cafe": "crème", "id": 1}]
+    assert batches_of("café,id\r\nnoir,2\r\n".encode("utf-16"), schema=schema, encoding="utf-16") == [
+        {"cafe": "noir", "id": 2}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            b"id,customer,ID\n1,a,1\n",
+            "mem://sales.csv: the header names column(s) ['ID', 'id'] more than once",
+        ),
+        (b"id,cust\xffomer,amount\n1,a,2\n", "mem://sales.csv: line 1 (the header) is not valid utf-8 text"),
+        (
+            b"id," + b"x" * (2 << 20) + b"\n1,2\n",
+            "mem://sales.csv: line 1 (the header) does not end within 1048576 bytes",
+        ),
+    ],
+    ids=["repeated", "not utf-8", "too long"],
+)
+def test_a_header_that_cannot_be_matched_is_named(data: bytes, message: str) -> None:
+    with pytest.raises(LoadError) as info:
+        batches_of(data)
+    assert (info.value.stage, info.value.message) == ("read", message)
