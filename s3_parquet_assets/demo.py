@@ -1,24 +1,24 @@
 """The local default: everything on a laptop, no AWS account.
 
 ``make demo`` (``s3-parquet-assets demo``): starts a moto server (S3 + Glue) on a free loopback port,
-creates the buckets and the Glue database, stages a week of realistic daily exports (with decoys and
-an older partial export per day), materializes the seven partitions as one backfill run through
-Dagster (checks included), prints what was loaded, reads the table back through the catalog and
-prints an aggregate. The emulator is stopped on exit, Ctrl-C included.
+creates the buckets and the Glue database of the bundled tables file
+(``s3_parquet_assets/defs/tables.yaml``: three tables of different shapes), stages a week of their
+daily exports (with decoys), builds the Dagster definitions through the component exactly as ``dg``
+loads them, and materializes each table's week as one run (what a backfill does with the assets'
+backfill policy), checks included. It prints the per-table, per-day result, reads every table back
+through the Glue catalog and prints what it found. The emulator is stopped on exit, Ctrl-C included.
 
 ``make dev`` (``python -m s3_parquet_assets.demo dev``): the same emulator and exports, then
-``dagster dev`` on http://127.0.0.1:3000 with a temporary DAGSTER_HOME.
+``dg dev`` on http://127.0.0.1:3000 with a temporary DAGSTER_HOME: the UI shows the three tables,
+their partitions, checks, schedules and sensors.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
-import json
 import logging
 import os
-import random
 import shutil
 import signal
 import socket
@@ -33,34 +33,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_EVENT", "Emulator", "main", "run_demo", "run_dev", "stage_exports"]
+from . import demo_data
+
+__all__ = ["Emulator", "main", "run_demo", "run_dev", "stage_exports"]
 
 log = logging.getLogger("s3_parquet_assets.demo")
 
-DEFS_MODULE = "s3_parquet_assets.defs.definitions"
-
-DEMO_EVENT: dict[str, Any] = {
-    "bucket_src": "s3pa-demo-exports",
-    "bucket_dstn": "s3pa-demo-lake",
-    "prefix": "exports/{data_ref}/",
-    "substr": "daily_sales",
-    "schema": [
-        {"name": "order_id", "type": "bigint"},
-        {"name": "sold_at", "type": "timestamp"},
-        {"name": "store", "type": "string"},
-        {"name": "sku", "type": "string"},
-        {"name": "quantity", "type": "int"},
-        {"name": "unit_price", "type": "decimal(10,2)"},
-    ],
-    "pathoutput": "warehouse/daily_sales",
-    "table": "daily_sales",
-    "database": "demo_analytics",
-    "partitions_cols": ["data_ref"],
-    "header": True,
-}
-
-STORES = ["lisbon-01", "lisbon-02", "porto-01", "braga-01", "faro-01", "coimbra-01"]
-SKUS = [f"SKU-{n:05d}" for n in range(1, 240)]
+DEFS_FOLDER = Path(__file__).resolve().parent / "defs"
+CHECK_NAMES = ("row_count", "schema_matches", "partition_registered")
 
 
 def _free_port() -> int:
@@ -152,74 +132,37 @@ def demo_days(days: int, now: datetime | None = None) -> list[str]:
     return [(today - timedelta(days=n)).strftime("%Y%m%d") for n in range(days, 0, -1)]
 
 
-def _export(day: str, rows: int, seed: int) -> bytes:
-    rnd = random.Random(seed)  # noqa: S311 - sample data
-    start = datetime.strptime(day, "%Y%m%d")
-    lines = ["order_id,sold_at,store,sku,quantity,unit_price"]
-    base = int(day) * 10_000
-    for i in range(rows):
-        sold = start + timedelta(seconds=rnd.randrange(8 * 3600, 22 * 3600))
-        price = rnd.choice([1.99, 4.5, 9.99, 12.0, 24.9, 49.0, 129.99])
-        lines.append(
-            f"{base + i},{sold:%Y-%m-%d %H:%M:%S},{rnd.choice(STORES)},{rnd.choice(SKUS)},"
-            f"{rnd.choices([1, 2, 3, 6], weights=[70, 18, 8, 4])[0]},{price:.2f}"
-        )
-    return gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+def _tables() -> Any:
+    from .core import read_tables
+
+    return read_tables(DEFS_FOLDER / "tables.yaml")
 
 
-def stage_exports(
-    s3: Any, glue: Any, days: list[str], event: Mapping[str, Any] = DEMO_EVENT
-) -> dict[str, int]:
-    """Create the buckets and database and stage the exports; returns day -> rows of the final export.
-
-    Per day: ``returns_*`` and ``_SUCCESS`` decoys (no substring match), an older partial export,
-    and one second later the final export (newest, so it is the one picked).
-    """
-    for bucket in (event["bucket_src"], event["bucket_dstn"]):
+def stage_exports(s3: Any, glue: Any, days: list[str]) -> dict[str, dict[str, int]]:
+    """Create the tables' buckets and databases and stage the three exports per day; returns
+    table -> day -> rows of the day's export."""
+    tables = _tables()
+    events = [spec.probe for spec in tables]
+    for bucket in sorted({e.bucket_src for e in events} | {e.bucket_dstn for e in events}):
         s3.create_bucket(Bucket=bucket)
-    glue.create_database(DatabaseInput={"Name": event["database"], "Description": "s3_parquet_assets demo"})
-    src = event["bucket_src"]
-    rows: dict[str, int] = {}
-    for day in days:
-        prefix = event["prefix"].replace("{data_ref}", day)
-        s3.put_object(Bucket=src, Key=f"{prefix}returns_{day}.csv.gz", Body=_export(day, 40, seed=-int(day)))
-        s3.put_object(Bucket=src, Key=f"{prefix}_SUCCESS", Body=b"")
-        s3.put_object(Bucket=src, Key=f"{prefix}daily_sales_{day}_partial.csv.gz", Body=_export(day, 25, 1))
-    time.sleep(1.1)  # S3 keeps whole seconds: the final exports are strictly newer than the partials
-    for day in days:
-        prefix = event["prefix"].replace("{data_ref}", day)
-        n = random.Random(int(day)).randrange(700, 1500)  # noqa: S311 - sample data
-        s3.put_object(Bucket=src, Key=f"{prefix}daily_sales_{day}.csv.gz", Body=_export(day, n, int(day)))
-        rows[day] = n
+    for database in sorted({e.database for e in events}):
+        glue.create_database(DatabaseInput={"Name": database, "Description": "s3_parquet_assets demo"})
+    (src,) = {e.bucket_src for e in events}
+
+    def put(key: str, body: bytes) -> None:
+        s3.put_object(Bucket=src, Key=key, Body=body)
+
+    rows: dict[str, dict[str, int]] = {name: {} for name in tables.names}
+    for i, day in enumerate(days):
+        for name, day_rows in demo_data.stage_day(put, day, rows=20 + 7 * i).items():
+            rows[name][day] = len(day_rows)
     return rows
-
-
-def _settings_env(event: Mapping[str, Any], start_date: str) -> dict[str, str]:
-    """The S3PA_* environment ``definitions.py`` reads (the same settings as the demo run)."""
-    options = {
-        k: v
-        for k, v in event.items()
-        if k
-        not in ("bucket_src", "bucket_dstn", "prefix", "substr", "schema", "pathoutput", "table", "database")
-    }
-    return {
-        "S3PA_BUCKET_SRC": event["bucket_src"],
-        "S3PA_BUCKET_DSTN": event["bucket_dstn"],
-        "S3PA_PREFIX": event["prefix"],
-        "S3PA_SUBSTR": event["substr"],
-        "S3PA_SCHEMA": json.dumps(event["schema"]),
-        "S3PA_PATHOUTPUT": event["pathoutput"],
-        "S3PA_TABLE": event["table"],
-        "S3PA_DATABASE": event["database"],
-        "S3PA_OPTIONS": json.dumps(options),
-        "S3PA_START_DATE": start_date,
-    }
 
 
 def _on_sigterm() -> None:
     """SIGTERM stops the demo like Ctrl-C. SIGINT gets Python's handler even when this process was
     started with SIGINT ignored (a background job): children then start with the default action,
-    and ``dagster dev``, which maps SIGTERM to its SIGINT handler, can be stopped."""
+    and ``dg dev``, which maps SIGTERM to its SIGINT handler, can be stopped."""
 
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -229,55 +172,61 @@ def _on_sigterm() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _materialize(days: list[str]) -> Any:
-    from dagster import DagsterInstance, materialize
-    from dagster_aws.s3 import S3Resource
+def _quiet_dagster_warnings() -> None:
+    """The demo prints a table: Dagster's beta/preview notices (code references, partitioned
+    checks) would bury it."""
+    import warnings
 
-    from .defs.assets import build_load_assets
-    from .defs.partitions import daily_partitions
-    from .defs.resources import LoadSettings
+    from dagster import BetaWarning, PreviewWarning
 
-    assets = build_load_assets(daily_partitions(days[0]), days_per_run=len(days))
-    with DagsterInstance.ephemeral() as instance:
-        return materialize(
-            [assets],
-            instance=instance,
-            resources={
-                "s3": S3Resource(region_name=os.environ["AWS_REGION"]),
-                "load_settings": LoadSettings.from_event(DEMO_EVENT),
-            },
-            # one run for the whole range: what a backfill with BackfillPolicy.multi_run does
-            tags={
-                "dagster/asset_partition_range_start": days[0],
-                "dagster/asset_partition_range_end": days[-1],
-            },
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            raise_on_error=False,
-        )
+    warnings.simplefilter("ignore", BetaWarning)
+    warnings.simplefilter("ignore", PreviewWarning)
 
 
-def _report(result: Any, expected: Mapping[str, int]) -> tuple[list[list[str]], bool]:
-    from .defs.assets import SOURCE, TABLE
-    from .defs.checks import CHECK_NAMES
+def _definitions() -> Any:
+    """The definitions as ``dg`` builds them: the defs folder's component on the bundled tables file."""
+    from dagster import ComponentTree
 
+    _quiet_dagster_warnings()
+    return ComponentTree.for_project(DEFS_FOLDER).build_defs()
+
+
+def _materialize(defs: Any, table_key: Any, days: list[str], instance: Any) -> Any:
+    """One run for the table's whole range: what a backfill does (BackfillPolicy.multi_run)."""
+    from dagster import materialize
+
+    return materialize(
+        [defs.resolve_assets_def(table_key)],
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[-1],
+        },
+        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+        raise_on_error=False,
+    )
+
+
+def _report(name: str, result: Any, expected: Mapping[str, int]) -> tuple[list[list[str]], bool]:
     mats: dict[tuple[str, str], dict[str, Any]] = {}
     for event in result.get_asset_materialization_events():
         mat = event.step_materialization_data.materialization
-        mats[(mat.asset_key.to_user_string(), mat.partition)] = {k: v.value for k, v in mat.metadata.items()}
+        mats[(mat.asset_key.path[0], mat.partition)] = {k: v.value for k, v in mat.metadata.items()}
     checks: dict[str, dict[str, bool]] = {}
     for ev in result.get_asset_check_evaluations():
         checks.setdefault(ev.partition, {})[ev.check_name] = ev.passed
     rows: list[list[str]] = []
     ok = bool(result.success)
     for day in sorted(expected):
-        src = mats.get((SOURCE.to_user_string(), day), {})
-        table = mats.get((TABLE.to_user_string(), day), {})
+        src = mats.get(("s3_source", day), {})
+        table = next((m for (first, d), m in mats.items() if d == day and first != "s3_source"), {})
         day_checks = checks.get(day, {})
-        marks = " ".join(f"{name}:{'ok' if day_checks.get(name) else 'FAIL'}" for name in CHECK_NAMES)
+        marks = " ".join(f"{c}:{'ok' if day_checks.get(c) else 'FAIL'}" for c in CHECK_NAMES)
         loaded = table.get("rows")
-        ok = ok and loaded == expected[day] and all(day_checks.get(n) for n in CHECK_NAMES)
+        ok = ok and loaded == expected[day] and all(day_checks.get(c) for c in CHECK_NAMES)
         rows.append(
             [
+                name,
                 day,
                 str(src.get("key", "-")),
                 str(loaded if loaded is not None else "-"),
@@ -290,15 +239,15 @@ def _report(result: Any, expected: Mapping[str, int]) -> tuple[list[list[str]], 
 
 def _print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    line = "  ".join("-" * w for w in widths)
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print(line)
+    print("  ".join("-" * w for w in widths))
     for r in rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
 
 
-def _read_back(endpoint: str) -> Any:
-    """The table as a catalog reader sees it: the files at each registered Glue partition location."""
+def _read_back(endpoint: str, database: str, table: str) -> Any:
+    """The table as a catalog reader sees it: the files at each registered Glue partition location,
+    with the partition values as columns."""
     import boto3
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -312,29 +261,55 @@ def _read_back(endpoint: str) -> Any:
         access_key=os.environ["AWS_ACCESS_KEY_ID"],
         secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
     )
-    tables = []
-    pages = glue.get_paginator("get_partitions").paginate(
-        DatabaseName=DEMO_EVENT["database"], TableName=DEMO_EVENT["table"]
-    )
-    for page in pages:
+    keys = [k["Name"] for k in glue.get_table(DatabaseName=database, Name=table)["Table"]["PartitionKeys"]]
+    parts = []
+    for page in glue.get_paginator("get_partitions").paginate(DatabaseName=database, TableName=table):
         for part in page["Partitions"]:
             location = part["StorageDescriptor"]["Location"].removeprefix("s3://").rstrip("/")
             t = ds.dataset(location, filesystem=fs, format="parquet").to_table()
-            tables.append(t.append_column("data_ref", pa.array([part["Values"][0]] * t.num_rows)))
-    return pa.concat_tables(tables).to_pandas()
+            for key, value in zip(keys, part["Values"], strict=True):
+                t = t.append_column(key, pa.array([value] * t.num_rows))
+            parts.append(t)
+    return pa.concat_tables(parts)
 
 
-def _print_aggregate(df: Any) -> None:
-    df["revenue"] = df["quantity"].astype("float64") * df["unit_price"].astype("float64")
-    print(f"\nRead back through the Glue catalog: {len(df)} rows, {df['data_ref'].nunique()} days.")
-    by_store = (
-        df.groupby("store")
-        .agg(orders=("order_id", "count"), units=("quantity", "sum"), revenue=("revenue", "sum"))
-        .sort_values("revenue", ascending=False)
-    )
-    rows = [[r.Index, str(r.orders), str(int(r.units)), f"{r.revenue:,.2f}"] for r in by_store.itertuples()]
-    print("Revenue by store over the week:\n")
-    _print_table(["store", "orders", "units", "revenue"], rows)
+def _load_all(defs: Any, days: list[str], expected: Mapping[str, Mapping[str, int]]) -> bool:
+    from dagster import AssetKey, DagsterInstance
+
+    table_rows: list[list[str]] = []
+    ok = True
+    with DagsterInstance.ephemeral() as instance:
+        for spec in _tables():
+            ev = spec.probe
+            result = _materialize(defs, AssetKey([ev.database, ev.table]), days, instance)
+            rows, table_ok = _report(spec.name, result, expected[spec.name])
+            table_rows += rows
+            ok = ok and table_ok
+            if not result.success:
+                for event in result.all_events:
+                    if event.event_type_value == "STEP_FAILURE":
+                        print(
+                            f"\nFAILED ({spec.name}): {event.step_failure_data.error.message}",
+                            file=sys.stderr,
+                        )
+    _print_table(["table", "day", "source key", "rows", "checks", "parquet location"], table_rows)
+    return ok
+
+
+def _print_read_back(endpoint: str, expected: Mapping[str, Mapping[str, int]]) -> bool:
+    print("\nRead back through the Glue catalog:\n")
+    rows: list[list[str]] = []
+    ok = True
+    for spec in _tables():
+        ev = spec.probe
+        data = _read_back(endpoint, ev.database, ev.table)
+        days = sorted(set(data.column("data_ref").to_pylist()))
+        want = sum(expected[spec.name].values())
+        ok = ok and data.num_rows == want and days == sorted(expected[spec.name])
+        columns = ", ".join(data.schema.names)
+        rows.append([f"{ev.database}.{ev.table}", str(data.num_rows), f"{len(days)} days", columns])
+    _print_table(["glue table", "rows", "days", "columns"], rows)
+    return ok
 
 
 def run_demo(days: int = 7) -> int:
@@ -349,24 +324,19 @@ def run_demo(days: int = 7) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     workdir = Path(tempfile.mkdtemp(prefix="s3pa-demo-"))
     try:
-        with Emulator.running(workdir) as emu, _environ(emu.env(), drop=_AWS_DROP):
+        # the bundled tables file: S3PA_TABLES (another file) is not the demo's
+        with Emulator.running(workdir) as emu, _environ(emu.env(), drop=(*_AWS_DROP, "S3PA_TABLES")):
             print(f"moto server (S3 + Glue) on {emu.endpoint}")
             day_list = demo_days(days)
             session = boto3.Session()
             expected = stage_exports(session.client("s3"), session.client("glue"), day_list)
             print(
-                f"staged {len(day_list)} daily exports {day_list[0]}..{day_list[-1]} in "
-                f"s3://{DEMO_EVENT['bucket_src']}/exports/ (plus decoys and an older partial per day)"
+                f"staged {len(day_list)} days {day_list[0]}..{day_list[-1]} of exports for "
+                f"{', '.join(expected)} (tables file {DEFS_FOLDER / 'tables.yaml'})"
             )
-            print(f"materializing {len(day_list)} partitions as one backfill run through Dagster ...\n")
-            result = _materialize(day_list)
-            table, ok = _report(result, expected)
-            _print_table(["day", "source key", "rows", "checks", "parquet location"], table)
-            if not result.success:
-                for event in result.all_events:
-                    if event.event_type_value == "STEP_FAILURE":
-                        print(f"\nFAILED: {event.step_failure_data.error.message}", file=sys.stderr)
-            _print_aggregate(_read_back(emu.endpoint))
+            print("loading each table's days as one run through the component's assets ...\n")
+            ok = _load_all(_definitions(), day_list, expected)
+            ok = _print_read_back(emu.endpoint, expected) and ok
             print(f"\n{'OK' if ok else 'FAILED'}: the emulator is stopped on exit.")
             return 0 if ok else 1
     except KeyboardInterrupt:
@@ -376,8 +346,17 @@ def run_demo(days: int = 7) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _project_root() -> Path:
+    """The folder whose pyproject.toml has ``[tool.dg]`` (``dg dev`` runs there)."""
+    for folder in DEFS_FOLDER.parents:
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and "[tool.dg]" in pyproject.read_text(encoding="utf-8"):
+            return folder
+    raise RuntimeError(f"no pyproject.toml with [tool.dg] above {DEFS_FOLDER}: run make dev from a checkout")
+
+
 def run_dev(port: int = 3000, days: int = 7) -> int:
-    """The emulator with the sample exports, then ``dagster dev`` on 127.0.0.1:``port``."""
+    """The emulator with the sample exports, then ``dg dev`` on 127.0.0.1:``port``."""
     import boto3
 
     _on_sigterm()
@@ -390,16 +369,17 @@ def run_dev(port: int = 3000, days: int = 7) -> int:
             day_list = demo_days(days)
             session = boto3.Session()
             stage_exports(session.client("s3"), session.client("glue"), day_list)
-            env = {k: v for k, v in os.environ.items() if k not in _AWS_DROP}
+            env = {k: v for k, v in os.environ.items() if k not in _AWS_DROP and k != "S3PA_TABLES"}
             env.update(emu.env())
-            env.update(_settings_env(DEMO_EVENT, day_list[0]))
             env["DAGSTER_HOME"] = str(home)
+            env["VIRTUAL_ENV"] = sys.prefix
             print(f"moto server on {emu.endpoint}; exports for {day_list[0]}..{day_list[-1]} staged")
             print(f"Dagster UI: http://127.0.0.1:{port}  (Ctrl-C stops it and the emulator)")
-            dagster = str(Path(sys.executable).parent / "dagster")
+            dg = str(Path(sys.executable).parent / "dg")
             # its own process group, so that stopping it reaches the webserver, daemon and code server
             proc = subprocess.Popen(
-                [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", DEFS_MODULE],
+                [dg, "dev", "--host", "127.0.0.1", "--port", str(port)],
+                cwd=_project_root(),
                 env=env,
                 start_new_session=True,
             )
@@ -437,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the one-command demo")
     demo.add_argument("--days", type=int, default=7)
-    dev = sub.add_parser("dev", help="emulator + sample data + dagster dev")
+    dev = sub.add_parser("dev", help="emulator + sample data + dg dev")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--days", type=int, default=7)
     args = parser.parse_args(argv)

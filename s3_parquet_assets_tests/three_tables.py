@@ -1,5 +1,8 @@
 """Three tables of different shapes, declared in one tables file, and their daily exports.
 
+The shapes (and the staging) are the demo's, :mod:`s3_parquet_assets.demo_data`, with the test
+buckets and database:
+
 - ``sales``: headerless ``.csv.gz`` under a ``{data_ref}`` folder, names-only schema;
 - ``customers``: a ``.zip`` holding a CSV with a header row and ``;`` delimiter, the day in the file
   name (``crm/customers_{data_ref}``), typed schema;
@@ -14,60 +17,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .helpers import DB, DST, SRC, Lake, gz, zipped
+from s3_parquet_assets import demo_data
+from s3_parquet_assets.demo_data import NAMES, source_keys
 
-NAMES = ("sales", "customers", "stock")
+from .helpers import DB, DST, SRC, Lake
 
-TABLES_YAML = f"""\
-# Three daily exports, one declaration (see deploy/tables.example.yaml for every field).
-defaults:
-  bucket_src: {SRC}
-  bucket_dstn: {DST}
-  database: {DB}
-  catchup_days: 3
-tables:
-  - name: sales
-    description: Daily sales lines, headerless gzip CSV.
-    prefix: "sales/{{data_ref}}/"
-    substr: sales_
-    schema: [id, customer, amount]
-    pathoutput: lake/sales
-    table: sales
-    start_date: "20240101"
-    schedule: "06:00"
-    owners: [team:finance]
-    tags: {{domain: finance}}
-  - name: customers
-    description: Customer master, a zip with a header row and ';' delimiter.
-    prefix: "crm/customers_{{data_ref}}"
-    substr: customers_
-    schema:
-      - {{name: customer_id, type: bigint}}
-      - {{name: name, type: string}}
-      - {{name: signup, type: date}}
-    delimiter: ";"
-    header: true
-    pathoutput: lake/customers
-    table: customers
-    start_date: "20240105"
-    schedule: "06:30"
-  - name: stock
-    description: Stock per warehouse and region, latin-1, partitioned by region too.
-    prefix: "stock/{{data_ref}}/"
-    substr: stock
-    schema:
-      - {{name: sku, type: string}}
-      - {{name: qty, type: int}}
-      - {{name: price, type: "decimal(10,2)"}}
-      - {{name: region, type: string}}
-    encoding: latin-1
-    partitions_cols: [data_ref, region]
-    pathoutput: lake/stock
-    table: stock
-    start_date: "20231201"
-    schedule: "07:00"
-    catchup_days: 7
-"""
+__all__ = ["NAMES", "TABLES_YAML", "source_keys", "stage_day", "write_tables_file"]
+
+TABLES_YAML = demo_data.tables_yaml(SRC, DST, DB)
 
 
 def write_tables_file(directory: Path, text: str = TABLES_YAML) -> Path:
@@ -76,53 +33,7 @@ def write_tables_file(directory: Path, text: str = TABLES_YAML) -> Path:
     return path
 
 
-def _sales(day: str, n: int) -> tuple[bytes, list[dict[str, Any]]]:
-    rows = [{"id": str(i), "customer": f"C{i % 5}", "amount": f"{i * 2.5}"} for i in range(n)]
-    text = "".join(f"{r['id']},{r['customer']},{r['amount']}\n" for r in rows)
-    return gz(text.encode()), rows
-
-
-def _customers(day: str, n: int) -> tuple[bytes, list[dict[str, Any]]]:
-    rows = [
-        {"customer_id": 100 + i, "name": f"Name {i}", "signup": f"2023-0{1 + i % 9}-1{i % 10}"}
-        for i in range(n)
-    ]
-    text = "customer_id;name;signup\n" + "".join(
-        f"{r['customer_id']};{r['name']};{r['signup']}\n" for r in rows
-    )
-    return zipped({f"customers_{day}.csv": text.encode()}), rows
-
-
-def _stock(day: str, n: int) -> tuple[bytes, list[dict[str, Any]]]:
-    regions = ("north", "süd")
-    rows = [
-        {"sku": f"SKU-{i:03d}-ü", "qty": i * 3, "price": f"{i}.{i % 100:02d}", "region": regions[i % 2]}
-        for i in range(n)
-    ]
-    text = "".join(f"{r['sku']},{r['qty']},{r['price']},{r['region']}\n" for r in rows)
-    return text.encode("latin-1"), rows
-
-
 def stage_day(lake: Lake, day: str, rows: int = 6) -> dict[str, list[dict[str, Any]]]:
-    """Put the three exports of ``day`` (plus a smaller, older decoy each) and return, per table, the
+    """Put the three exports of ``day`` (plus decoys that must not win) and return, per table, the
     rows the day must hold once loaded (as written in the export: text for names-only columns)."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    decoy, _ = _sales(day, 1)
-    lake.put(f"sales/{day}/sales_{day}_partial.csv.gz", decoy)
-    body, out["sales"] = _sales(day, rows)
-    lake.put(f"sales/{day}/sales_{day}.csv.gz", body)
-    lake.put(f"sales/{day}/other_{day}.csv.gz", decoy)  # no substring: never picked
-    body, out["customers"] = _customers(day, rows)
-    lake.put(f"crm/customers_{day}.zip", body)
-    body, out["stock"] = _stock(day, rows)
-    lake.put(f"stock/{day}/stock.csv", body)
-    return out
-
-
-def source_keys(day: str) -> dict[str, str]:
-    """The key each table must pick for ``day``."""
-    return {
-        "sales": f"sales/{day}/sales_{day}.csv.gz",
-        "customers": f"crm/customers_{day}.zip",
-        "stock": f"stock/{day}/stock.csv",
-    }
+    return demo_data.stage_day(lake.put, day, rows)

@@ -8,19 +8,24 @@ Public API::
 from . import contract
 from .aws import AwsClients, make_clients, retry_config
 from .catchup import DayCheck, catch_up, check_day, window
+from .deadline import DeadlineReached, deadline_from_remaining_ms
 from .errors import LoadError, Stage
 from .event import Column, LoadEvent, parse_event, yesterday
+from .lease import LeaseHeld
 from .pipeline import LoadResult, Tuning, error_response, handle_event, loaded_etag, new_load_id, run_load
-from .source import SourceObject, find_latest
+from .source import NoExportError, SourceObject, find_latest, newest_export
 from .tables import Tables, TableSpec, parse_tables, read_tables, table_from_settings
 
 __all__ = [
     "AwsClients",
     "Column",
     "DayCheck",
+    "DeadlineReached",
+    "LeaseHeld",
     "LoadError",
     "LoadEvent",
     "LoadResult",
+    "NoExportError",
     "SourceObject",
     "Stage",
     "TableSpec",
@@ -29,12 +34,14 @@ __all__ = [
     "catch_up",
     "check_day",
     "contract",
+    "deadline_from_remaining_ms",
     "error_response",
     "find_latest",
     "handle_event",
     "loaded_etag",
     "make_clients",
     "new_load_id",
+    "newest_export",
     "parse_event",
     "parse_tables",
     "read_tables",

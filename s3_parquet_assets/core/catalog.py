@@ -152,25 +152,36 @@ def upsert_table(
         raise LoadError("catalog", f"Glue table {database}.{table}: {exc}") from exc
 
 
-def day_partitions(glue: GlueClient, database: str, table: str, data_ref: str) -> dict[tuple[str, ...], str]:
-    """The registered partitions of one day: values -> location."""
-    out: dict[tuple[str, ...], str] = {}
+def _day_partitions(glue: GlueClient, database: str, table: str, data_ref: str) -> list[dict[str, Any]]:
+    """The registered partitions of one day, as Glue returns them."""
+    out: list[dict[str, Any]] = []
     try:
         pages = glue.get_paginator("get_partitions").paginate(
             DatabaseName=database, TableName=table, Expression=f"data_ref = '{data_ref}'"
         )
         for page in pages:
-            for part in page.get("Partitions", []):
-                values = tuple(part["Values"])
-                if values and values[0] == data_ref:
-                    out[values] = part.get("StorageDescriptor", {}).get("Location", "")
+            out += [dict(p) for p in page.get("Partitions", []) if p["Values"] and p["Values"][0] == data_ref]
     except ClientError as exc:
         if _code(exc) == "EntityNotFoundException":
-            return {}
+            return []
         raise LoadError(
             "catalog", f"cannot read partitions of {database}.{table}: {_code(exc) or exc}"
         ) from exc
     return out
+
+
+def day_partitions(glue: GlueClient, database: str, table: str, data_ref: str) -> dict[tuple[str, ...], str]:
+    """The registered partitions of one day: values -> location."""
+    return {
+        tuple(part["Values"]): part.get("StorageDescriptor", {}).get("Location", "")
+        for part in _day_partitions(glue, database, table, data_ref)
+    }
+
+
+def day_parameters(glue: GlueClient, database: str, table: str, data_ref: str) -> list[dict[str, str]]:
+    """The parameters of each registered partition of one day (one per value of the extra partition
+    columns; none when the day or the table is absent)."""
+    return [dict(part.get("Parameters", {})) for part in _day_partitions(glue, database, table, data_ref)]
 
 
 def partition_state(

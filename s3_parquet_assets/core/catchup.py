@@ -23,7 +23,7 @@ from .aws import AwsClients
 from .errors import LoadError
 from .event import parse_event
 from .pipeline import error_response, handle_event, loaded_etag
-from .source import find_latest
+from .source import newest_export
 from .tables import TableSpec
 
 __all__ = ["DayCheck", "catch_up", "check_day", "window"]
@@ -60,18 +60,9 @@ def check_day(clients: AwsClients, event: Mapping[str, Any]) -> DayCheck:
     """Compare the day's newest export with what its Glue partition was loaded from (raises
     ``LoadError`` for a bad event or an unreadable source or catalog)."""
     ev = parse_event(event)
-    try:
-        src = find_latest(
-            clients.s3,
-            ev.bucket_src,
-            ev.source_prefix,
-            ev.substr,
-            expected_bucket_owner=ev.expected_bucket_owner,
-        )
-    except LoadError as exc:
-        if exc.stage == "list" and exc.message.startswith("no object under"):
-            return DayCheck(ev.data_ref, "no export")
-        raise
+    src = newest_export(clients.s3, ev)
+    if src is None:
+        return DayCheck(ev.data_ref, "no export")
     etag = loaded_etag(clients, ev)
     verdict: Verdict = "current" if etag == src.etag else "load"
     return DayCheck(ev.data_ref, verdict, src.key, src.etag, etag)
@@ -110,9 +101,11 @@ def catch_up(
                 days[day] = "current"
                 continue
             response = run(event)
-        if response.get("statusCode") == 200:
+        if response.get("statusCode") == 200 and "result" in response:
             days[day] = "loaded"
             results.append(response["result"])
+        elif response.get("statusCode") == 200:  # e.g. another load of the same export holds the day
+            days[day] = str(response.get("body"))
         else:
             days[day] = str(response.get("body"))
             failures.append(f"{day}: {response.get('body')}")

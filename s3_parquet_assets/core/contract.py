@@ -422,6 +422,14 @@ FIELDS: tuple[Field, ...] = (
         required=True,
         text="list",
     ),
+    Field(
+        "infer_types",
+        "With a names-only schema and no Glue table yet: type the columns from the export's first block "
+        "(bigint, double, boolean, timestamp or string, as pandas would) instead of reading them as text.",
+        _boolean,
+        default=False,
+        text="bool",
+    ),
     Field("pathoutput", "Table root in bucket_dstn (no leading '/', no '..').", _pathoutput, required=True),
     Field("table", "Glue table (created or extended).", validate_glue_name, required=True),
     Field("database", "Glue database (must exist).", validate_glue_name, required=True),

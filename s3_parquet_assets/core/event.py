@@ -44,6 +44,7 @@ class LoadEvent:
     bucket_dstn: str
     substr: str
     schema: tuple[Column, ...]
+    infer_types: bool
     pathoutput: str
     table: str
     database: str
@@ -136,6 +137,8 @@ def _related(values: dict[str, Any]) -> None:
             raise FieldError("partitions_cols", f"{extra!r} is not a column of the schema")
     if len(partitions) == len(schema) + 1:
         raise FieldError("partitions_cols", "leaves no data column outside the partition columns")
+    if values["infer_types"] and any(c.type is not None for c in schema):
+        raise FieldError("infer_types", "applies to a names-only schema; this schema already gives types")
     if values["delimiter"] == values["quotechar"]:
         raise FieldError("quotechar", "must differ from the delimiter")
     if values["kms_key_id"] and values["sse"] != "aws:kms":

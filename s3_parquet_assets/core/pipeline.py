@@ -34,10 +34,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import catalog
 from .aws import AwsClients, make_clients
+from .deadline import Deadline, DeadlineReached
 from .errors import LoadError, Stage
 from .event import PARTITION_KEY, LoadEvent, parse_event
 from .header import Layout, read_layout
-from .lease import DayLease, lease_key
+from .lease import DayLease, LeaseHeld, lease_key
 from .memory import configure_memory
 from .reader import (
     apply_transform,
@@ -47,8 +48,10 @@ from .reader import (
     iter_batches,
     load_transform,
     open_source,
+    read_first_block,
 )
 from .s3io import S3SeekableReader
+from .schema import ColumnPlan, infer_columns, plan_columns
 from .source import SourceObject, find_latest
 from .writer import DatasetWriter, WrittenFile, write_all
 
@@ -105,6 +108,9 @@ class Tuning:
     read_ahead_blocks: int = 2
     tune_memory: bool = True
     lease_ttl_seconds: float = 300.0
+    stop_margin_seconds: float = 10.0
+    """With a deadline, the load stops once fewer seconds than this are left: the time it keeps to
+    abort its uploads, remove its folder and release its lease."""
 
     def __post_init__(self) -> None:
         check_read_ahead(self.read_ahead_blocks)  # at construction, not once the load holds the day
@@ -251,7 +257,15 @@ def _reading(batches: Iterator[pa.RecordBatch], uri: str) -> Iterator[pa.RecordB
     (not as a failed upload, which is what the write loop around it would say)."""
     try:
         yield from batches
-    except (ClientError, BotoCoreError) as exc:
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("AccessDenied", "403"):
+            raise LoadError(
+                "read",
+                f"cannot read {uri}: access denied (403); grant s3:GetObject on it (S3 also answers 403 "
+                "for a key deleted since it was listed when the caller lacks an unconditioned s3:ListBucket)",
+            ) from exc
+        raise LoadError("read", f"cannot read {uri}: {exc}") from exc
+    except BotoCoreError as exc:
         raise LoadError("read", f"cannot read {uri}: {exc}") from exc
 
 
@@ -296,6 +310,75 @@ def _prefetch_wrangler() -> None:
     threading.Thread(target=load, name="import-awswrangler", daemon=True).start()
 
 
+def _latest(clients: AwsClients, ev: LoadEvent) -> SourceObject:
+    return find_latest(
+        clients.s3, ev.bucket_src, ev.source_prefix, ev.substr, expected_bucket_owner=ev.expected_bucket_owner
+    )
+
+
+def _same_source(
+    clients: AwsClients, ev: LoadEvent, source: SourceObject | None, held: LeaseHeld
+) -> LeaseHeld:
+    """A refusal by another load's lease, saying whether that load reads the export this one would
+    (then an asynchronous caller can end as "already being loaded")."""
+    if held.source_etag is None:
+        return held
+    try:
+        ours = source or _latest(clients, ev)
+    except LoadError as exc:
+        log.info("cannot compare with the lease holder's export: %s", exc)
+        return held
+    if ours.etag != held.source_etag:
+        return held
+    return LeaseHeld(
+        f"{held.message}; that is the export this load would read: day {ev.data_ref} is already being "
+        "loaded from it",
+        uri=held.uri,
+        holder=held.holder,
+        same_source=True,
+    )
+
+
+@contextlib.contextmanager
+def _holding(
+    lease: DayLease, clients: AwsClients, ev: LoadEvent, source: SourceObject | None
+) -> Iterator[DayLease]:
+    """Hold the day's lease for the block; a refusal says whether the holder loads the same export."""
+    try:
+        lease.acquire()
+    except LeaseHeld as held:
+        raise _same_source(clients, ev, source, held) from held
+    try:
+        yield lease
+    finally:
+        lease.release()
+
+
+def _infer(clients: AwsClients, plan: ColumnPlan, src: SourceObject, tune: Tuning) -> ColumnPlan:
+    """Type a names-only schema from the export's first block (read as text, then the stream is
+    closed; the load reads the export again, typed, from the start)."""
+    ev = plan.event
+    first = read_first_block(
+        lambda: open_source(clients.s3, src, ev), ev, src.uri, block_size=tune.block_size
+    )
+    inferred = infer_columns(ev, first)
+    log.info(
+        "inferred from the first block of %s: %s",
+        src.uri,
+        ", ".join(f"{c.name} {c.glue_type}" for c in inferred.event.schema),
+    )
+    return inferred
+
+
+def _until(
+    limit: Deadline, batches: Iterator[pa.RecordBatch], step: str, day: str
+) -> Iterator[pa.RecordBatch]:
+    """The batches, stopping (``DeadlineReached``) once the deadline's margin is reached."""
+    for batch in batches:
+        limit.check("read", step, day)
+        yield batch
+
+
 def run_load(
     ev: LoadEvent,
     clients: AwsClients,
@@ -303,10 +386,16 @@ def run_load(
     load_id: str | None = None,
     tuning: Tuning | None = None,
     source: SourceObject | None = None,
+    deadline: float | None = None,
 ) -> LoadResult:
     """Run one load of ``ev.data_ref``. Raises :class:`LoadError` naming the stage on failure.
 
     ``source`` skips the listing when the caller already picked the object (the Dagster asset does).
+    ``deadline`` (a ``time.monotonic()`` moment, see :func:`.deadline.deadline_from_remaining_ms`):
+    the load stops cleanly before it (:class:`.deadline.DeadlineReached`: uploads aborted, its folder
+    removed, the lease released, the day unchanged), and the day's lease never lasts past it.
+    Another load holding the day's lease raises :class:`.lease.LeaseHeld`, with ``same_source`` set
+    when the holder is loading the very export this load would.
     """
     tune = tuning or Tuning()
     if tune.tune_memory:
@@ -314,8 +403,9 @@ def run_load(
     started = time.monotonic()
     load_id = load_id or new_load_id()
     stage = _Stages()
+    limit = Deadline(deadline, tune.stop_margin_seconds)
     try:
-        return _run(ev, clients, load_id, tune, source, started, stage)
+        return _run(ev, clients, load_id, tune, source, started, stage, limit)
     except LoadError:
         raise
     except (ClientError, BotoCoreError) as exc:
@@ -333,34 +423,38 @@ def _run(
     source: SourceObject | None,
     started: float,
     stage: _Stages,
+    limit: Deadline,
 ) -> LoadResult:
     transform = load_transform(ev.transform) if ev.transform else None
 
     stage("catalog")
     catalog.ensure_database(clients.glue, ev.database)
-    declared_columns = None if transform else {c.name: c.glue_type for c in ev.data_columns}
+    declared_columns = {c.name: c.glue_type for c in ev.data_columns} if ev.typed and not transform else None
     table_def = catalog.check_table(clients.glue, ev.database, ev.table, ev.partitions_cols, declared_columns)
+    plan = plan_columns(ev, table_def)  # a names-only schema takes an existing table's types
+    ev = plan.event
 
     stage("lock")
+    limit.check("lock", "before taking the lease", ev.data_ref)
     lease = DayLease(
         clients.s3,
         ev.bucket_dstn,
         lease_key(ev.table_root, ev.data_ref),
         load_id,
         ttl=timedelta(seconds=tune.lease_ttl_seconds),
+        expires_by=limit.wall(),
         extra=_extra_put_args(ev),
     )
-    with lease:  # held from the listing to the end of the cleanup
+    with _holding(lease, clients, ev, source):  # held from the listing to the end of the cleanup
         stage("list")
-        src = source or find_latest(
-            clients.s3,
-            ev.bucket_src,
-            ev.source_prefix,
-            ev.substr,
-            expected_bucket_owner=ev.expected_bucket_owner,
-        )
+        src = source or _latest(clients, ev)
+        lease.record_source(src.uri, src.etag)
 
         stage("read")
+        if plan.infer:
+            plan = _infer(clients, plan, src, tune)
+            ev = plan.event
+        limit.check("read", f"before reading {src.uri}", ev.data_ref)
         bytes_read = 0
         next_log = 64 * 1024 * 1024
 
@@ -386,8 +480,9 @@ def _run(
             use_threads=tune.csv_threads,
             read_ahead_blocks=tune.read_ahead_blocks,
             layout=layout,
+            origin=plan.origin,
         )
-        batches = _reading(batches, src.uri)
+        batches = _until(limit, _reading(batches, src.uri), f"while reading {src.uri}", ev.data_ref)
         declared = arrow_schema(layout.columns)
         if transform is not None:
             first, batches = _peek(apply_transform(batches, transform, src.uri, ev.extra_partitions))
@@ -438,6 +533,7 @@ def _run(
             )
 
             stage("catalog")
+            limit.check("catalog", "before the catalog step", ev.data_ref)
             columns_types = {f.name: glue_type_of(f.type) for f in stored}
             declared_types = {c.name: c.glue_type for c in layout.columns}
             if transform is None:
@@ -461,6 +557,7 @@ def _run(
             old = catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
 
             stage("swap")
+            limit.check("swap", "before the swap", ev.data_ref)
             lease.check()
             new: dict[tuple[str, ...], str] = {}
             params: dict[tuple[str, ...], dict[str, str]] = {}
@@ -521,15 +618,38 @@ def _run(
 
 
 def loaded_etag(clients: AwsClients, ev: LoadEvent) -> str | None:
-    """The source ETag the day's registered partition was loaded from (``None``: never loaded)."""
-    state = catalog.partition_state(clients.glue, ev.database, ev.table, [ev.data_ref])
-    if state is None:
-        return None
-    return state[1].get(PARAM_SOURCE_ETAG)
+    """The source ETag the day's registered partition(s) were loaded from (``None``: never loaded, or
+    a day fanned out to several partitions whose loads disagree)."""
+    if not ev.extra_partitions:
+        state = catalog.partition_state(clients.glue, ev.database, ev.table, [ev.data_ref])
+        return None if state is None else state[1].get(PARAM_SOURCE_ETAG)
+    etags = {
+        p.get(PARAM_SOURCE_ETAG)
+        for p in catalog.day_parameters(clients.glue, ev.database, ev.table, ev.data_ref)
+    }
+    return etags.pop() if len(etags) == 1 else None
 
 
 def error_response(exc: LoadError) -> dict[str, Any]:
-    return {"statusCode": 500, "body": f"Error: {exc.stage}: {exc.message}", "stage": exc.stage}
+    """The Lambda-style failure: ``{"statusCode": 500, "body": "Error: <stage>: <message>", "stage"}``,
+    plus ``"lease"`` (the holder's ``load_id``, ``source_etag``, ``expires_at`` and ``same_source``)
+    when another load holds the day, and ``"deadline": true`` when the load stopped before its
+    deadline."""
+    out: dict[str, Any] = {
+        "statusCode": 500,
+        "body": f"Error: {exc.stage}: {exc.message}",
+        "stage": exc.stage,
+    }
+    if isinstance(exc, LeaseHeld):
+        out["lease"] = {
+            "load_id": exc.holder.get("load_id"),
+            "source_etag": exc.source_etag,
+            "expires_at": exc.holder.get("expires_at"),
+            "same_source": exc.same_source,
+        }
+    if isinstance(exc, DeadlineReached):
+        out["deadline"] = True
+    return out
 
 
 def handle_event(
@@ -539,14 +659,15 @@ def handle_event(
     now: datetime | None = None,
     tuning: Tuning | None = None,
     make: Callable[[], AwsClients] = make_clients,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Validate ``event``, run the load and return the Lambda-style response:
     ``{"statusCode": 200, "body": "Success", "result": {...}}`` or
-    ``{"statusCode": 500, "body": "Error: <stage>: <message>"}``. Validation happens before any client
-    is made or any AWS call."""
+    ``{"statusCode": 500, "body": "Error: <stage>: <message>", ...}`` (:func:`error_response`).
+    Validation happens before any client is made or any AWS call. ``deadline``: see :func:`run_load`."""
     try:
         ev = parse_event(event, now=now)
-        result = run_load(ev, clients or make(), tuning=tuning)
+        result = run_load(ev, clients or make(), tuning=tuning, deadline=deadline)
     except LoadError as exc:
         log.error("load failed: %s", exc)
         return error_response(exc)

@@ -13,7 +13,8 @@ import logging
 import re
 import threading
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -40,6 +41,7 @@ __all__ = [
     "iter_batches",
     "load_transform",
     "open_source",
+    "read_first_block",
 ]
 
 log = logging.getLogger(__name__)
@@ -247,13 +249,16 @@ def iter_batches(
     use_threads: bool = True,
     read_ahead_blocks: int = MIN_READ_AHEAD_BLOCKS,
     layout: Layout | None = None,
+    origin: Mapping[str, str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the object's rows as record batches typed by the declared schema, with the columns of
     ``layout`` (default: planned here by :func:`read_layout`).
 
     ``open_stream`` opens the object afresh; it is called once for the read, and once more only if a
     row is bad, to find its line number. At most ``read_ahead_blocks`` blocks (at least
-    ``MIN_READ_AHEAD_BLOCKS``) are read past the batches the caller has taken.
+    ``MIN_READ_AHEAD_BLOCKS``) are read past the batches the caller has taken. ``origin`` says where a
+    column's type came from (``"its type in Glue table db.t"``), for the message about a value that
+    does not fit it.
 
     Raises
     ------
@@ -287,9 +292,22 @@ def iter_batches(
         raise LoadError("read", f"{uri}: the compressed data is corrupt or truncated ({exc})") from exc
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         stream.close()
-        raise _locate(open_stream, ev, layout, uri, exc, block_size) from exc
+        raise _locate(open_stream, ev, layout, uri, exc, block_size, origin or {}) from exc
     finally:
         stream.close()
+
+
+def read_first_block(
+    open_stream: Callable[[], io.IOBase], ev: LoadEvent, uri: str, *, block_size: int = DEFAULT_BLOCK_SIZE
+) -> pa.RecordBatch | None:
+    """The rows of the object's first block, every column as text (``None``: no rows). Reads about
+    ``MIN_READ_AHEAD_BLOCKS + 1`` blocks of the object, then closes the stream."""
+    text = replace(ev, schema=tuple(Column(c.name) for c in ev.schema))
+    batches = iter_batches(open_stream, text, uri, block_size=block_size, use_threads=False)
+    try:
+        return next(batches, None)
+    finally:
+        batches.close()  # type: ignore[attr-defined]
 
 
 def _line_of(ev: LoadEvent, data_row: int) -> int:
@@ -330,6 +348,7 @@ def _locate(
     uri: str,
     original: Exception,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    origin: Mapping[str, str] | None = None,
 ) -> LoadError:
     """Re-read the object as raw text, serially, to name the line and column of the bad value (or the row
     longer than the read block, which the threaded parser cannot hold)."""
@@ -363,10 +382,12 @@ def _locate(
                     shown = value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
                     if len(shown) > 80:
                         shown = shown[:80] + "..."
+                    why = (origin or {}).get(col.name)
                     problem = (
                         "is not valid UTF-8"
                         if target == pa.string()
                         else f"value {shown!r} does not fit type {col.glue_type}"
+                        + (f" ({why})" if why else "")
                     )
                     return LoadError(
                         "read", f"{uri}: line {_line_of(ev, rows + bad)}: column {col.name!r}: {problem}"

@@ -14,9 +14,15 @@ from .errors import LoadError
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["SourceObject", "find_latest"]
+    from .event import LoadEvent
+
+__all__ = ["NoExportError", "SourceObject", "find_latest", "newest_export"]
 
 log = logging.getLogger(__name__)
+
+
+class NoExportError(LoadError):
+    """Nothing under the day's prefix has a key containing the substring (stage ``list``)."""
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,16 @@ def find_latest(
         code = exc.response.get("Error", {}).get("Code", "")
         if code == "NoSuchBucket":
             raise LoadError("list", f"source bucket {bucket!r} does not exist") from exc
+        if code in ("AccessDenied", "403"):
+            raise LoadError(
+                "list",
+                f"cannot list s3://{bucket}/{prefix}: access denied (403); grant s3:ListBucket on "
+                f"bucket {bucket!r} for this prefix",
+            ) from exc
         raise LoadError("list", f"cannot list s3://{bucket}/{prefix}: {code or exc}") from exc
     log.info("listed %d object(s) under s3://%s/%s", listed, bucket, prefix)
     if best_obj is None:
-        raise LoadError(
+        raise NoExportError(
             "list",
             f"no object under s3://{bucket}/{prefix} has a key containing {substr!r} "
             f"({listed} object(s) listed)",
@@ -92,3 +104,13 @@ def find_latest(
     )
     log.info("picked %s (%d bytes, %s)", picked.uri, picked.size, picked.last_modified.isoformat())
     return picked
+
+
+def newest_export(s3: S3Client, ev: LoadEvent) -> SourceObject | None:
+    """The day's newest export (:func:`find_latest` for the event's day), ``None`` when there is none."""
+    try:
+        return find_latest(
+            s3, ev.bucket_src, ev.source_prefix, ev.substr, expected_bucket_owner=ev.expected_bucket_owner
+        )
+    except NoExportError:
+        return None

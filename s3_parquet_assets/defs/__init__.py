@@ -1,5 +1,5 @@
-"""The Dagster layer: thin definitions over :mod:`s3_parquet_assets.core`.
+"""The Dagster layer: a component (``defs.yaml`` -> :mod:`.component`) over :mod:`s3_parquet_assets.core`.
 
-``definitions.py`` only assembles what the other modules declare; ``dagster dev`` and
-``dagster definitions validate`` find it through ``[tool.dagster]`` in pyproject.toml / workspace.yaml.
+This folder is the project's ``dg`` defs folder; its ``defs.yaml`` makes the whole folder one
+component instance, so the modules here are library code, never autoloaded as definitions.
 """

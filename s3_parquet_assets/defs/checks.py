@@ -1,4 +1,4 @@
-"""Asset checks on ``parquet_table``, evaluated per day from what readers actually see.
+"""Asset checks on each table asset, evaluated per day from what readers actually see.
 
 Every check starts from the Glue catalog (the day's registered partitions), lists the Parquet files at
 the registered locations and reads only their footers (ranged GETs of the tail), never the data:
@@ -23,8 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from botocore.exceptions import ClientError
-from dagster import AssetCheckSpec, AssetKey, PartitionsDefinition
-from dagster._utils.warnings import PreviewWarning
+from dagster import AssetCheckSpec, AssetKey, PartitionsDefinition, PreviewWarning
 
 from s3_parquet_assets.core import AwsClients, LoadEvent
 from s3_parquet_assets.core.pipeline import PARAM_LOAD_ID, PARAM_ROWS
@@ -160,8 +159,10 @@ def inspect_day(clients: AwsClients, ev: LoadEvent) -> DayState:
 
 
 def _declared(ev: LoadEvent, state: DayState) -> pa.Schema:
-    if ev.transform is None:
+    if ev.transform is None and ev.typed:
         columns = [(c.name, c.type) for c in ev.data_columns]
+    elif ev.transform is None:  # names only: the types are the table's (continued, inferred or text)
+        columns = [(c.name, state.glue_columns.get(c.name, "string")) for c in ev.data_columns]
     else:  # a transform decides the columns; the table definition records them
         columns = [(n, t) for n, t in state.glue_columns.items() if n not in ev.partitions_cols]
     return pa.schema([pa.field(n, arrow_type(t)) for n, t in columns])

@@ -1,11 +1,11 @@
 """The ``run_on="lambda"`` path: one day's load executed by the deployed Lambda function.
 
-The asset calls :func:`run_day_on_lambda` once per day (up to ``LoadSettings.lambda_concurrency`` days
+The asset calls :func:`run_day_on_lambda` once per day (up to the table's ``lambda_concurrency`` days
 at once, from worker threads) instead of :func:`s3_parquet_assets.core.run_load`, and treats its result
 exactly like a local load's: same metadata, same data version, same checks afterwards.
 
 Each call is one synchronous invocation through dagster-aws ``PipesLambdaClient``: the Pipes context
-(run id, asset, partition) travels in the event, and the function reports the ``parquet_table``
+(run id, asset, partition) travels in the event, and the function reports the table asset's
 materialization (the metadata of ``table_metadata`` and the source ETag as data version) back through
 the 4 KB log tail the invoke returns. The function's response payload carries the full
 ``LoadResult``; both are read, and they must agree.
@@ -13,7 +13,8 @@ the 4 KB log tail the invoke returns. The function's response payload carries th
 Pipes results are not yielded as the op's outputs: the op reports per-day ``AssetMaterialization``
 events itself (see :mod:`.assets`). So the Pipes session is opened on a view of the context that
 keeps Pipes from switching the step to "typed event stream" mode, and scopes the external process to
-``parquet_table`` (the only asset the function materializes).
+the table asset ``[<database>, <table>]`` (the only asset the function materializes; with one asset in
+scope the function reports that key).
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from s3_parquet_assets.core import AwsClients, SourceObject
 
 __all__ = ["lambda_client_config", "run_day_on_lambda", "set_lambda_client_factory"]
-
-TABLE_ASSET = "parquet_table"
 
 LambdaClientFactory = Callable[["AwsClients"], Any]
 
@@ -89,7 +88,7 @@ class _RecordingClient:
 
 
 class _PipesContextView:
-    """The asset context as the Pipes session sees it: only ``parquet_table`` selected, and no switch
+    """The asset context as the Pipes session sees it: only the table asset selected, and no switch
     to typed-event-stream mode (the op yields its own per-day materializations)."""
 
     def __init__(self, context: AssetExecutionContext, table: AssetKey) -> None:
@@ -152,18 +151,19 @@ def run_day_on_lambda(
     clients: AwsClients,
     source: SourceObject,
     load_id: str,
+    table: AssetKey,
 ) -> LoadResult:
     """Load one day by invoking the Lambda ``function_name`` with ``event`` (the event contract for
-    the day, as :meth:`LoadSettings.event` builds it) and return the load's result.
+    the day, as ``TableSpec.event`` builds it) and return the load's result.
 
     Parameters
     ----------
     context
         The running asset's context (for logs and Pipes).
     event
-        The event for the day; ``event["data_ref"]`` is the day.
+        The event for the day (``TableSpec.event``); ``event["data_ref"]`` is the day.
     function_name
-        Function name or ARN (``LoadSettings.lambda_function``).
+        Function name or ARN (the table's ``lambda_function``).
     clients
         The run's AWS clients; ``clients.session`` makes the Lambda client (same credentials/endpoint).
     source
@@ -172,6 +172,8 @@ def run_day_on_lambda(
     load_id
         The load id the asset allocated for the day. The event contract has no load id, so the
         function allocates its own; the result carries that one (the checks use the result's).
+    table
+        The table asset's key: the one asset in the Pipes session's scope.
 
     Returns
     -------
@@ -184,7 +186,7 @@ def run_day_on_lambda(
         When the function reports ``statusCode`` 500 (keep its stage and message) or cannot be
         invoked (stage ``"write"``), so the day fails alone and the others of the range still load.
     """
-    from dagster import AssetKey, MaterializeResult
+    from dagster import MaterializeResult
     from dagster_aws.pipes import PipesLambdaClient
 
     day = str(event.get("data_ref"))
@@ -192,7 +194,7 @@ def run_day_on_lambda(
         factory = _factory
     recorder = _RecordingClient(factory(clients))
     pipes = PipesLambdaClient(client=recorder)
-    view: Any = _PipesContextView(context, AssetKey(TABLE_ASSET))
+    view: Any = _PipesContextView(context, table)
     try:
         invocation = pipes.run(function_name=function_name, event=dict(event), context=view)
     except Exception as exc:
@@ -219,7 +221,7 @@ def run_day_on_lambda(
     reported = [
         r
         for r in invocation.get_results(implicit_materializations=False)
-        if isinstance(r, MaterializeResult) and r.asset_key == AssetKey(TABLE_ASSET)
+        if isinstance(r, MaterializeResult) and r.asset_key == table
     ]
     _check_reported(context, day, result, reported)
     if result.etag != source.etag or result.source_key != source.key:

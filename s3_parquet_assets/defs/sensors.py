@@ -1,18 +1,21 @@
-"""A sensor on the source prefix: a run for the day of every new export.
+"""Each table's sensor on its source: a run for the day of every new export.
 
-It lists the fixed part of the prefix (before ``{data_ref}``), keeps keys holding the substring, and
-requests one run per day for the objects modified after its cursor. The cursor (stored by Dagster,
-so it survives restarts) is the newest LastModified seen plus the keys carrying exactly that time
-(S3 keeps whole seconds, so two exports can share it).
+It never lists the table's whole history. With ``{data_ref}`` in the prefix it lists only the prefixes
+of the trailing ``catchup_days`` days ending yesterday (the window the schedule also re-checks), one
+listing each, and picks a day's export with the core's rule (newest key holding ``substr``). A day is
+requested when its export's ETag is not the one the cursor recorded for it; the cursor (stored by
+Dagster, so it survives restarts) maps each window day to that ETag and forgets days that left the
+window. A re-export of an older day is loaded by a backfill of that day.
 
-The day of an object is the ``{data_ref}`` part of its key when the prefix has the placeholder,
-otherwise the day before its LastModified (a daily export describes yesterday). Days that are not a
-partition yet (today, or before the start date) are skipped; the schedule picks today up tomorrow.
+A prefix without ``{data_ref}`` has no day in its keys: the listing starts after the newest export
+key seen (export keys must sort in arrival order, e.g. a timestamp in the name) and the day is the one
+before the object's LastModified (a daily export describes yesterday).
 """
 
+from __future__ import annotations
+
 import json
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,104 +29,125 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
-from .resources import LoadSettings, S3Resource, aws_clients
+from s3_parquet_assets.core import AwsClients, TableSpec, newest_export, window
 
-__all__ = ["Cursor", "build_source_sensor", "day_of_key"]
+from .keys import TableKeys
+from .resources import S3Resource, aws_clients
+
+__all__ = ["Cursor", "build_source_sensor", "new_exports"]
+
+DEFAULT_INTERVAL_SECONDS = 60
 
 
-@dataclass(frozen=True)
+@dataclass
 class Cursor:
-    last_modified: datetime | None = None
-    keys: tuple[str, ...] = ()
+    """Per day, the ETag of the export last requested; ``after``: the newest export key seen
+    (prefixes without ``{data_ref}``)."""
+
+    etags: dict[str, str] = field(default_factory=dict)
+    after: str = ""
 
     @classmethod
-    def parse(cls, text: str | None) -> "Cursor":
+    def parse(cls, text: str | None) -> Cursor:
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(datetime.fromisoformat(data["last_modified"]), tuple(data.get("keys", [])))
+        return cls(dict(data.get("etags", {})), str(data.get("after", "")))
 
     def dumps(self) -> str:
-        stamp = self.last_modified.isoformat() if self.last_modified else None
-        return json.dumps({"last_modified": stamp, "keys": sorted(self.keys)})
-
-    def is_new(self, key: str, stamp: datetime) -> bool:
-        if self.last_modified is None:
-            return True
-        return stamp > self.last_modified or (stamp == self.last_modified and key not in self.keys)
+        return json.dumps({"etags": dict(sorted(self.etags.items())), "after": self.after})
 
 
-def day_of_key(prefix_template: str, key: str, last_modified: datetime) -> str | None:
-    """The ``data_ref`` an object belongs to (see the module docstring); ``None`` if the key does not
-    fit the template."""
-    if "{data_ref}" in prefix_template:
-        pattern = re.escape(prefix_template).replace(re.escape("{data_ref}"), r"(?P<d>\d{8})", 1)
-        pattern = pattern.replace(re.escape("{data_ref}"), r"(?P=d)")
-        m = re.match(pattern, key)
-        return m.group("d") if m else None
-    return (last_modified.astimezone(UTC) - timedelta(days=1)).strftime("%Y%m%d")
+@dataclass(frozen=True)
+class NewExport:
+    day: str
+    key: str
+    etag: str
+
+
+def _by_day(spec: TableSpec, clients: AwsClients, days: list[str], cursor: Cursor) -> list[NewExport]:
+    out: list[NewExport] = []
+    for day in days:
+        src = newest_export(clients.s3, spec.load_event(day))
+        if src is None:
+            continue
+        if cursor.etags.get(day) != src.etag:
+            out.append(NewExport(day, src.key, src.etag))
+    return out
+
+
+def _after_cursor(spec: TableSpec, clients: AwsClients, cursor: Cursor) -> tuple[list[NewExport], str]:
+    ev = spec.probe
+    newest: dict[str, tuple[datetime, NewExport]] = {}
+    after = cursor.after
+    kwargs: dict[str, Any] = {"Bucket": ev.bucket_src, "Prefix": ev.prefix}
+    if cursor.after:
+        kwargs["StartAfter"] = cursor.after
+    if ev.expected_bucket_owner:
+        kwargs["ExpectedBucketOwner"] = ev.expected_bucket_owner
+    for page in clients.s3.get_paginator("list_objects_v2").paginate(**kwargs):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if key.endswith("/") or ev.substr not in key:
+                continue
+            after = max(after, key)
+            stamp = obj["LastModified"]
+            day = (stamp.astimezone(UTC) - timedelta(days=1)).strftime("%Y%m%d")
+            if day not in newest or (stamp, key) > (newest[day][0], newest[day][1].key):
+                newest[day] = (stamp, NewExport(day, key, str(obj.get("ETag", "")).strip('"')))
+    return [n for _, (_, n) in sorted(newest.items())], after
+
+
+def new_exports(
+    spec: TableSpec, s3: S3Resource, cursor: Cursor, *, now: datetime
+) -> tuple[list[NewExport], Cursor]:
+    """The exports to request a run for, and the next cursor (see the module docstring)."""
+    clients = aws_clients(s3)
+    yesterday = (now.astimezone(UTC) - timedelta(days=1)).strftime("%Y%m%d")
+    if "{data_ref}" not in spec.probe.prefix:
+        found, after = _after_cursor(spec, clients, cursor)
+        return found, Cursor({}, after)
+    days = window(yesterday, spec.catchup_days, spec.start_date)
+    found = _by_day(spec, clients, days, cursor)
+    etags = {d: e for d, e in cursor.etags.items() if d in days}
+    etags.update({n.day: n.etag for n in found})
+    return found, Cursor(etags)
 
 
 def build_source_sensor(
-    job: UnresolvedAssetJobDefinition,
+    spec: TableSpec,
+    job: Any,
     partitions_def: PartitionsDefinition[str],
     *,
-    minimum_interval_seconds: int = 60,
+    minimum_interval_seconds: int = DEFAULT_INTERVAL_SECONDS,
 ) -> SensorDefinition:
+    keys = TableKeys(spec)
+
     @sensor(
-        name="new_source_objects",
-        job=job,
+        name=keys.sensor,
+        target=job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=DefaultSensorStatus.STOPPED,
-        description="Requests a run for the day of each new export under the source prefix.",
+        description=(
+            f"Requests a run for each new export of {spec.name} among its last {spec.catchup_days} "
+            "day prefixes."
+        ),
     )
-    def new_source_objects(
-        context: SensorEvaluationContext, s3: S3Resource, load_settings: LoadSettings
-    ) -> SensorResult | SkipReason:
-        cursor = Cursor.parse(context.cursor)
-        clients = aws_clients(s3)
-        root = load_settings.listing_root
-        newest: dict[str, dict[str, Any]] = {}
-        top = cursor.last_modified
-        top_keys = set(cursor.keys)
-        ignored: list[str] = []
-        for page in clients.s3.get_paginator("list_objects_v2").paginate(
-            Bucket=load_settings.bucket_src, Prefix=root
-        ):
-            for obj in page.get("Contents", []):
-                key, stamp = obj["Key"], obj["LastModified"]
-                if key.endswith("/") or load_settings.substr not in key or not cursor.is_new(key, stamp):
-                    continue
-                if top is None or stamp > top:
-                    top, top_keys = stamp, {key}
-                elif stamp == top:
-                    top_keys.add(key)
-                day = day_of_key(load_settings.prefix, key, stamp)
-                if day is None or not partitions_def.has_partition_key(day):
-                    ignored.append(f"{key} (day {day})")
-                    continue
-                best = newest.get(day)
-                if best is None or (stamp, key) > (best["LastModified"], best["Key"]):
-                    newest[day] = obj
-        if ignored:
-            context.log.info(f"not a partition (yet): {', '.join(ignored[:20])}")
-        new_cursor = Cursor(top, tuple(sorted(top_keys))).dumps() if top is not None else context.cursor
-        if not newest:
-            return SensorResult(
-                skip_reason=SkipReason(f"no new object under s3://{load_settings.bucket_src}/{root}"),
-                cursor=new_cursor,
-            )
+    def _new_exports(context: SensorEvaluationContext, s3: S3Resource) -> SensorResult:
+        found, cursor = new_exports(spec, s3, Cursor.parse(context.cursor), now=datetime.now(UTC))
         requests = [
             RunRequest(
-                run_key=f"{day}:{obj['Key']}:{str(obj.get('ETag', '')).strip(chr(34))}",
-                partition_key=day,
-                tags={"s3pa/source_key": obj["Key"]},
+                run_key=f"{spec.name}:{n.day}:{n.key}:{n.etag}",
+                partition_key=n.day,
+                tags={"s3pa/source_key": n.key},
             )
-            for day, obj in sorted(newest.items())
+            for n in found
+            if partitions_def.has_partition_key(n.day)
         ]
-        context.log.info(f"{len(requests)} day(s) with new exports: {', '.join(sorted(newest))}")
-        return SensorResult(run_requests=requests, cursor=new_cursor)
+        if not requests:
+            return SensorResult(skip_reason=SkipReason(f"{spec.name}: no new export"), cursor=cursor.dumps())
+        context.log.info(f"{spec.name}: new exports for {', '.join(r.partition_key or '' for r in requests)}")
+        return SensorResult(run_requests=requests, cursor=cursor.dumps())
 
-    return new_source_objects
+    return _new_exports

@@ -71,3 +71,17 @@ def test_catch_up_reports_a_missing_newest_export(lake: Lake, clients: AwsClient
     out = catch_up(sales, "20240115", clients)
     assert out["statusCode"] == 500
     assert out["days"]["20240115"].startswith("Error: list: no object under s3://src-bucket/sales/20240115/")
+
+
+def test_a_day_fanned_out_to_several_partitions_is_current_once_loaded(
+    lake: Lake, clients: AwsClients
+) -> None:
+    import yaml
+
+    stock = parse_tables(yaml.safe_load(TABLES_YAML)).get("stock")  # partitions_cols: data_ref, region
+    stage_day(lake, "20240115")
+    first = catch_up(stock, "20240115", clients)
+    assert first["days"]["20240115"] == "loaded", first
+    again = catch_up(stock, "20240115", clients)
+    assert again["days"]["20240115"] == "current"
+    assert again["results"] == []

@@ -1,43 +1,50 @@
-"""Fixtures of the Dagster-layer tests (the moto server and the lake come from the parent conftest)."""
+"""Fixtures of the Dagster-layer tests (the moto server and the lake come from the parent conftest).
+
+The definitions are built the way ``dg`` builds them: the component from a ``defs.yaml`` pointing at
+the three-table file of :mod:`..three_tables`.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import AssetsDefinition, DagsterInstance, Definitions, ExecuteInProcessResult, materialize
-from dagster_aws.s3 import S3Resource
+from dagster import (
+    AssetKey,
+    AssetsDefinition,
+    ComponentTree,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+    materialize,
+)
 
-from s3_parquet_assets.defs.assets import build_load_assets
-from s3_parquet_assets.defs.definitions import build_definitions
-from s3_parquet_assets.defs.partitions import daily_partitions
-from s3_parquet_assets.defs.resources import LoadSettings
+from s3_parquet_assets.core import TableSpec, parse_tables
+from s3_parquet_assets.defs.component import S3ParquetTables
+from s3_parquet_assets.defs.keys import TableKeys
 
-from ..helpers import event
+from ..three_tables import TABLES_YAML, write_tables_file
 
-START = "20240101"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
 
-def settings(extra: dict[str, Any] | None = None, **overrides: Any) -> LoadSettings:
-    """LoadSettings from the test event (``overrides``) plus non-event fields (``extra``)."""
-    return LoadSettings.from_event(event(**overrides), **(extra or {}))
+def component_defs(tables_file: Path, **attributes: Any) -> Definitions:
+    """Definitions of the component configured with ``tables_file`` (as a defs.yaml would)."""
+    component = S3ParquetTables(tables_file=str(tables_file), **attributes)
+    context = ComponentTree.for_test().load_context
+    return component.build_defs(context)
 
 
 @pytest.fixture
-def load_settings(aws: str) -> LoadSettings:
-    return settings()
+def tables_file(tmp_path: Path) -> Path:
+    return write_tables_file(tmp_path)
 
 
 @pytest.fixture
-def s3_resource(aws: str) -> S3Resource:
-    return S3Resource(region_name="us-east-1")
-
-
-@pytest.fixture
-def load_assets() -> AssetsDefinition:
-    return build_load_assets(daily_partitions(START))
+def defs(tables_file: Path, aws: str) -> Definitions:
+    return component_defs(tables_file)
 
 
 @pytest.fixture
@@ -45,45 +52,54 @@ def instance() -> DagsterInstance:
     return DagsterInstance.ephemeral()
 
 
-@pytest.fixture
-def defs(load_settings: LoadSettings, s3_resource: S3Resource) -> Definitions:
-    return build_definitions(start_date=START, load_settings=load_settings, s3=s3_resource)
+def spec(name: str, text: str = TABLES_YAML, **overrides: Any) -> TableSpec:
+    """One table of the three-table file, with ``overrides`` applied to its entry."""
+    import yaml
+
+    doc = yaml.safe_load(text)
+    for entry in doc["tables"]:
+        if entry["name"] == name:
+            entry.update(overrides)
+    return parse_tables(doc, "test").get(name)
 
 
 class Runner:
-    """materialize() of the load assets against the emulator, on one instance (so history is kept)."""
+    """materialize() of one table's assets against the emulator, on one instance (history is kept)."""
 
-    def __init__(self, assets: AssetsDefinition, instance: DagsterInstance, s3: S3Resource, ls: LoadSettings):
-        self.assets, self.instance, self.s3, self.settings = assets, instance, s3, ls
+    def __init__(self, defs: Definitions, instance: DagsterInstance) -> None:
+        self.defs, self.instance = defs, instance
+
+    def assets(self, table: AssetKey) -> AssetsDefinition:
+        """The table's assets as the definitions hold them (with the ``s3`` resource bound)."""
+        return self.defs.resolve_assets_def(table)
 
     def run(
         self,
+        table: AssetKey,
         first: str,
         last: str | None = None,
         *,
         force: bool = False,
         selection: Any = None,
-        load_settings: LoadSettings | None = None,
         raise_on_error: bool = False,
     ) -> ExecuteInProcessResult:
+        assets = self.assets(table)
         # tags rather than partition_key: a check-only selection has no asset to validate the key with
         tags = {RANGE_START: first, RANGE_END: last} if last else {"dagster/partition": first}
         return materialize(
-            [self.assets],
+            [assets],
             instance=self.instance,
-            resources={"s3": self.s3, "load_settings": load_settings or self.settings},
             tags=tags,
-            run_config={"ops": {"load_days": {"config": {"force": force}}}},
+            run_config={"ops": {assets.op.name: {"config": {"force": force}}}},
             selection=selection,
             raise_on_error=raise_on_error,
         )
 
 
 @pytest.fixture
-def runner(
-    load_assets: AssetsDefinition,
-    instance: DagsterInstance,
-    s3_resource: S3Resource,
-    load_settings: LoadSettings,
-) -> Runner:
-    return Runner(load_assets, instance, s3_resource, load_settings)
+def runner(defs: Definitions, instance: DagsterInstance) -> Runner:
+    return Runner(defs, instance)
+
+
+def keys(name: str) -> TableKeys:
+    return TableKeys(spec(name))

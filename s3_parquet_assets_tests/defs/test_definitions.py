@@ -1,172 +1,189 @@
-"""Definitions load and validate; partitions, schedule and sensor evaluated with their build contexts."""
+"""Definitions from the component: three tables of one tables file, as ``dg`` and ``dagster`` load them."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from dagster import (
     AssetKey,
+    ComponentTree,
     Definitions,
-    SensorResult,
-    build_schedule_context,
-    build_sensor_context,
-    materialize,
+    TableColumn,
+    TableSchema,
     partition_loading_context,
 )
-from dagster._core.errors import DagsterInvalidConfigError
-from dagster_aws.s3 import S3Resource
 
-from s3_parquet_assets.core import parse_event
-from s3_parquet_assets.defs.assets import build_load_assets
-from s3_parquet_assets.defs.definitions import env_load_settings
-from s3_parquet_assets.defs.partitions import daily_partitions
-from s3_parquet_assets.defs.resources import LoadSettings
-from s3_parquet_assets.defs.sensors import Cursor, day_of_key
+from s3_parquet_assets.core import LoadError, parse_tables, read_tables
+from s3_parquet_assets.defs import definitions
+from s3_parquet_assets.defs.component import TABLES_ENV, tables_location
+from s3_parquet_assets.demo_data import DEMO_DATABASE, DEMO_DST, DEMO_SRC, tables_yaml
 
-from ..helpers import Lake, csv_rows, event
-from .conftest import START, settings
+from ..helpers import Lake
+from ..three_tables import NAMES, TABLES_YAML, write_tables_file
+from .conftest import component_defs
 
 ROOT = Path(__file__).resolve().parents[2]
+DEFS_FOLDER = Path(definitions.__file__).parent
+STARTS = {"sales": "20240101", "customers": "20240105", "stock": "20231201"}
+CRONS = {"sales": "0 6 * * *", "customers": "30 6 * * *", "stock": "0 7 * * *"}
+CHECKS = {"row_count", "schema_matches", "partition_registered"}
 
 
-def test_module_definitions_load_and_validate() -> None:
-    from s3_parquet_assets.defs import definitions
-
-    Definitions.validate_loadable(definitions.defs)
-    repo = definitions.defs.get_repository_def()
-    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {"latest_source_object", "parquet_table"}
-    checks = {k.name for k in repo.asset_graph.asset_check_keys}
-    assert checks == {"row_count", "schema_matches", "partition_registered"}
-    assert repo.get_job("load_daily").partitions_def is not None
-    assert repo.get_schedule_def("load_yesterday") and repo.get_sensor_def("new_source_objects")
-    assets = definitions.defs.resolve_assets_def(AssetKey("parquet_table"))
-    assert assets.backfill_policy is not None and assets.backfill_policy.max_partitions_per_run > 1
+def _asset_keys(defs: Definitions) -> set[str]:
+    repo = defs.get_repository_def()
+    return {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
 
 
-def test_dagster_cli_validates_the_code_location(tmp_path: Path) -> None:
+def test_three_tables_give_keys_partitions_checks_and_automation(defs: Definitions) -> None:
+    Definitions.validate_loadable(defs)
+    assert _asset_keys(defs) == {f"analytics/{n}" for n in NAMES} | {f"s3_source/{n}" for n in NAMES}
+    repo = defs.get_repository_def()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in repo.asset_graph.asset_check_keys}
+    assert checks == {(f"analytics/{n}", c) for n in NAMES for c in CHECKS}
+    with partition_loading_context(effective_dt=datetime(2024, 3, 1, 0, 5, tzinfo=UTC)):
+        for name, start in STARTS.items():
+            assets = defs.resolve_assets_def(AssetKey(["analytics", name]))
+            parts = assets.partitions_def
+            assert parts is not None
+            assert parts.get_first_partition_key() == start
+            assert parts.get_last_partition_key() == "20240229"  # yesterday: the newest complete day
+            assert not parts.has_partition_key("20240301")
+            assert assets.keys == {AssetKey(["analytics", name]), AssetKey(["s3_source", name])}
+            assert assets.backfill_policy is not None and assets.backfill_policy.max_partitions_per_run == 10
+            job = repo.get_job(f"{name}_job")
+            assert job.partitions_def == parts
+            schedule = defs.resolve_schedule_def(f"{name}_daily")
+            assert schedule.cron_schedule == CRONS[name] and schedule.execution_timezone == "UTC"
+            assert schedule.job_name == f"{name}_job"
+            sensor = defs.resolve_sensor_def(f"{name}_new_exports")
+            assert sensor.job_name == f"{name}_job"
+    # each table's automation is its own definition: one can be stopped without the others
+    assert len({s.name for s in repo.schedule_defs}) == len({s.name for s in repo.sensor_defs}) == 3
+
+
+def test_definition_metadata_shown_by_the_ui(defs: Definitions) -> None:
+    sales = defs.resolve_assets_def(AssetKey(["analytics", "sales"]))
+    spec = next(s for s in sales.specs if s.key == AssetKey(["analytics", "sales"]))
+    assert spec.metadata["dagster/table_name"] == "analytics.sales"
+    assert spec.metadata["dagster/column_schema"] == TableSchema(
+        columns=[
+            TableColumn("id", "string"),
+            TableColumn("customer", "string"),
+            TableColumn("amount", "string"),
+            TableColumn("data_ref", "string", description="partition column (the day, YYYYMMDD)"),
+        ]
+    )
+    assert spec.owners == ["team:finance"]
+    assert spec.tags["domain"] == "finance"
+    assert spec.kinds == {"parquet", "glue"}
+    assert spec.description is not None and spec.description.startswith("Daily sales lines")
+    assert "Glue table analytics.sales" in spec.description
+    assert spec.group_name == "analytics"
+    source = next(s for s in sales.specs if s.key == AssetKey(["s3_source", "sales"]))
+    assert source.kinds == {"s3", "csv"} and "sales/{data_ref}/" in (source.description or "")
+
+    stock = defs.resolve_assets_def(AssetKey(["analytics", "stock"]))
+    schema = stock.specs_by_key[AssetKey(["analytics", "stock"])].metadata["dagster/column_schema"]
+    assert [(c.name, c.type) for c in schema.columns] == [
+        ("sku", "string"),
+        ("qty", "int"),
+        ("price", "decimal(10,2)"),
+        ("region", "string"),
+        ("data_ref", "string"),
+    ]
+    assert schema.columns[3].description == "partition column"
+
+
+@pytest.mark.parametrize(
+    ("broken", "where"),
+    [
+        (("type: date", "type: datum"), "tables[customers].schema[2].type"),
+        (('schedule: "07:00"', 'schedule: "7am"'), "tables[stock].schedule"),
+        (("    substr: sales_\n", "    substr: sales_\n    colour: red\n"), "tables[sales].colour"),
+        (("owners: [team:finance]", "owners: [finance]"), "tables[sales].owners"),
+        (("tags: {domain: finance}", "tags: {domain: fin ance}"), "tables[sales].tags"),
+    ],
+)
+def test_a_bad_tables_file_fails_loading_naming_table_and_field(
+    tmp_path: Path, broken: tuple[str, str], where: str
+) -> None:
+    assert broken[0] in TABLES_YAML
+    path = write_tables_file(tmp_path, TABLES_YAML.replace(*broken, 1))
+    with pytest.raises(LoadError) as err:
+        component_defs(path)
+    assert f"tables file {path}: {where}: " in str(err.value)
+
+
+def test_the_defs_folder_loads_the_bundled_tables_or_s3pa_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(TABLES_ENV, raising=False)
+    bundled = ComponentTree.for_project(DEFS_FOLDER).build_defs()
+    assert _asset_keys(bundled) >= {f"demo_analytics/{n}" for n in NAMES}
+    monkeypatch.setenv(TABLES_ENV, str(write_tables_file(tmp_path)))
+    chosen = ComponentTree.for_project(DEFS_FOLDER).build_defs()
+    assert {k for k in _asset_keys(chosen) if not k.startswith("s3_source/")} == {
+        f"analytics/{n}" for n in NAMES
+    }
+
+
+def test_the_bundled_tables_file_is_the_demos_declaration() -> None:
+    """defs/tables.yaml (what dg dev and make demo load) is demo_data's three tables, demo buckets."""
+    import yaml
+
+    bundled = read_tables(DEFS_FOLDER / "tables.yaml")
+    demo = parse_tables(yaml.safe_load(tables_yaml(DEMO_SRC, DEMO_DST, DEMO_DATABASE)))
+    assert [(t.name, dict(t.settings), t.start_date, t.schedule, t.catchup_days) for t in bundled] == [
+        (t.name, dict(t.settings), t.start_date, t.schedule, t.catchup_days) for t in demo
+    ]
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("S3PA_")}
     env["DAGSTER_HOME"] = str(tmp_path)
-    proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate"],
+    env["VIRTUAL_ENV"] = str(Path(sys.executable).parents[1])
+    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    return subprocess.run(
+        [str(Path(sys.executable).parent / args[0]), *args[1:]],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "All code locations passed validation" in proc.stdout + proc.stderr
 
 
-def test_newest_partition_is_yesterday_utc() -> None:
-    parts = daily_partitions("20240101")
-    with partition_loading_context(effective_dt=datetime(2024, 3, 1, 0, 5, tzinfo=UTC)):
-        assert parts.get_last_partition_key() == "20240229"
-        assert parts.get_first_partition_key() == "20240101"
-        assert not parts.has_partition_key("20240301")
-        assert parts.has_partition_key("20240229") and not parts.has_partition_key("20231231")
+def test_dg_check_defs_and_dagster_definitions_validate(tmp_path: Path) -> None:
+    dg = _cli(tmp_path, "dg", "check", "defs")
+    assert dg.returncode == 0, dg.stdout + dg.stderr
+    assert "All definitions loaded successfully" in dg.stdout + dg.stderr
+    validate = _cli(tmp_path, "dagster", "definitions", "validate")
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "All code locations passed validation" in validate.stdout + validate.stderr
+    listed = _cli(tmp_path, "dg", "list", "defs", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    for name in NAMES:
+        assert f'"demo_analytics/{name}"' in listed.stdout and f'"{name}_daily"' in listed.stdout
 
 
-def test_settings_are_the_lambda_event() -> None:
-    ls = settings(header=True, delimiter=";")
-    ev = ls.event("20240115")
-    assert ev == {**event(header=True, delimiter=";"), **{k: ev[k] for k in ev if k not in event()}}
-    parsed = parse_event(ev)
-    assert parsed.data_ref == "20240115" and parsed.header and parsed.delimiter == ";"
-    assert ls.listing_root == "exports/"
-    assert LoadSettings.from_event(ev).event("20240115") == ev
-
-
-def test_schedule_requests_yesterday(defs: Definitions) -> None:
-    schedule = defs.resolve_schedule_def("load_yesterday")
-    assert schedule.cron_schedule == "0 6 * * *"
-    ctx = build_schedule_context(scheduled_execution_time=datetime(2024, 3, 2, 6, 0, tzinfo=UTC))
-    data = schedule.evaluate_tick(ctx)
-    assert [r.partition_key for r in data.run_requests] == ["20240301"]
-
-
-def test_day_of_key() -> None:
-    stamp = datetime(2024, 1, 16, 3, 0, tzinfo=UTC)
-    assert day_of_key("exports/{data_ref}/", "exports/20240115/sales.csv", stamp) == "20240115"
-    assert day_of_key("exports/{data_ref}/", "exports/other/sales.csv", stamp) is None
-    assert day_of_key("in/", "in/sales_2.csv", stamp) == "20240115"
-    assert day_of_key("a/{data_ref}/b_{data_ref}", "a/20240110/b_20240110.csv", stamp) == "20240110"
-    assert day_of_key("a/{data_ref}/b_{data_ref}", "a/20240110/b_20240111.csv", stamp) is None
-
-
-def _evaluate(defs: Definitions, cursor: str | None) -> SensorResult:
-    sensor = defs.resolve_sensor_def("new_source_objects")
-    resources = {"s3": defs.resources["s3"], "load_settings": defs.resources["load_settings"]}
-    with build_sensor_context(cursor=cursor, resources=resources, definitions=defs) as ctx:
-        result = sensor(ctx)
-    assert isinstance(result, SensorResult)
-    return result
-
-
-def test_sensor_requests_new_days_and_its_cursor_survives_restarts(lake: Lake, defs: Definitions) -> None:
-    lake.put("exports/20240110/sales_a.csv", csv_rows(3))
-    lake.put("exports/20240110/sales_b.csv", csv_rows(3))  # two exports of one day: one run
-    lake.put("exports/20240111/sales.csv", csv_rows(3))
-    lake.put("exports/20240111/returns.csv", csv_rows(3))  # decoy: substring does not match
-    lake.put("elsewhere/20240112/sales.csv", csv_rows(3))  # outside the prefix
-    today = datetime.now(UTC).strftime("%Y%m%d")
-    lake.put(f"exports/{today}/sales.csv", csv_rows(3))  # not a partition yet
-
-    first = _evaluate(defs, None)
-    assert [r.partition_key for r in first.run_requests] == ["20240110", "20240111"]
-    assert first.run_requests[0].tags["s3pa/source_key"] in (
-        "exports/20240110/sales_a.csv",
-        "exports/20240110/sales_b.csv",
-    )
-    cursor = first.cursor
-    assert cursor is not None and Cursor.parse(cursor).last_modified is not None
-
-    # a restarted sensor gets its stored cursor back: nothing old is requested again
-    again = _evaluate(defs, cursor)
-    assert again.run_requests == [] and again.skip_reason is not None
-    assert again.cursor == cursor
-
-    lake.put("exports/20240113/sales.csv", csv_rows(3))
-    newer = _evaluate(defs, cursor)
-    assert [r.partition_key for r in newer.run_requests] == ["20240113"]
-    assert Cursor.parse(newer.cursor).last_modified >= Cursor.parse(cursor).last_modified
-
-
-def test_cursor_keeps_keys_of_the_same_second() -> None:
-    t = datetime(2024, 1, 16, 3, 0, tzinfo=UTC)
-    c = Cursor.parse(Cursor(t, ("a",)).dumps())
-    assert not c.is_new("a", t) and c.is_new("b", t) and c.is_new("a", t + timedelta(seconds=1))
-    assert not c.is_new("z", t - timedelta(seconds=1))
-    assert Cursor.parse(None).is_new("a", t)
-
-
-@pytest.mark.parametrize("missing", ["S3PA_BUCKET_SRC", "S3PA_SCHEMA"])
-def test_env_settings_name_the_missing_variable(
-    missing: str, monkeypatch: pytest.MonkeyPatch, s3_resource: S3Resource
+def test_tables_file_location_and_attributes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lake: Lake
 ) -> None:
-    values = {
-        "S3PA_BUCKET_SRC": "src-bucket",
-        "S3PA_BUCKET_DSTN": "dst-bucket",
-        "S3PA_PREFIX": "exports/{data_ref}/",
-        "S3PA_SUBSTR": "sales",
-        "S3PA_SCHEMA": json.dumps(["id"]),
-        "S3PA_PATHOUTPUT": "t",
-        "S3PA_TABLE": "t",
-        "S3PA_DATABASE": "d",
-    }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv(missing)
-    with pytest.raises(DagsterInvalidConfigError, match=missing):
-        materialize(
-            [build_load_assets(daily_partitions(START))],
-            resources={"load_settings": env_load_settings(), "s3": s3_resource},
-            partition_key="20240115",
-        )
+    assert tables_location("tables.yaml", Path("/defs"), {}) == "/defs/tables.yaml"  # next to defs.yaml
+    assert tables_location("s3://b/t.yaml", Path("/defs"), {}) == "s3://b/t.yaml"
+    assert tables_location("tables.yaml", Path("/defs"), {TABLES_ENV: "other.yaml"}) == "other.yaml"
+    # an s3:// tables file (as the Lambda may read it), chosen through S3PA_TABLES
+    lake.put("config/tables.yaml", TABLES_YAML.encode())
+    monkeypatch.setenv(TABLES_ENV, "s3://src-bucket/config/tables.yaml")
+    defs = component_defs(tmp_path / "ignored.yaml", days_per_run=3)
+    assets = defs.resolve_assets_def(AssetKey(["analytics", "stock"]))
+    assert assets.backfill_policy is not None and assets.backfill_policy.max_partitions_per_run == 3
+    monkeypatch.setenv(TABLES_ENV, "s3://src-bucket/config/missing.yaml")
+    with pytest.raises(LoadError) as err:
+        component_defs(tmp_path / "ignored.yaml")
+    assert "cannot read the tables file s3://src-bucket/config/missing.yaml" in str(err.value)

@@ -1,5 +1,6 @@
-"""End to end through the UI's API: ``dagster dev`` (webserver + daemon) against the moto server, a
-3-day backfill launched with the GraphQL mutation the UI uses, and the table read back."""
+"""End to end through the UI's API: ``dg dev`` (webserver + daemon) on the three-table file against the
+moto server, a 3-day backfill of two tables launched with the GraphQL mutation the UI uses, and both
+tables read back through the catalog."""
 
 from __future__ import annotations
 
@@ -19,11 +20,14 @@ from typing import Any
 import pytest
 
 from ..conftest import free_port
-from ..helpers import DB, SCHEMA, Lake, csv_rows, event, gz
+from ..helpers import DB, Lake
+from ..three_tables import stage_day, write_tables_file
+from .test_assets import as_text, read_day
 
 ROOT = Path(__file__).resolve().parents[2]
 DAYS = ["20240301", "20240302", "20240303"]
-ROWS = {"20240301": 11, "20240302": 22, "20240303": 33}
+ROWS = {"20240301": 4, "20240302": 5, "20240303": 6}
+TABLES = ("sales", "stock")
 
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -45,8 +49,8 @@ query Backfill($id: String!) {
 }"""
 
 MATERIALIZATIONS = """
-query Mats($partitions: [String!]) {
-  assetNodes(assetKeys: [{path: ["parquet_table"]}]) {
+query Mats($path: [String!]!, $partitions: [String!]) {
+  assetNodes(assetKeys: [{path: $path}]) {
     partitionStats { numMaterialized numFailed }
     assetMaterializations(partitions: $partitions) {
       partition
@@ -85,9 +89,7 @@ def _wait(predicate: Any, what: str, timeout: float, proc: subprocess.Popen[byte
     last: Any = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(
-                f"dagster dev exited ({proc.returncode}) waiting for {what}:\n{log.read_text()[-4000:]}"
-            )
+            pytest.fail(f"dg dev exited ({proc.returncode}) waiting for {what}:\n{log.read_text()[-4000:]}")
         try:
             last = predicate()
         except OSError as exc:  # not listening yet
@@ -103,31 +105,23 @@ def dagster_dev(aws: str, tmp_path: Path) -> Iterator[tuple[UI, subprocess.Popen
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    ev = event()
     env = {k: v for k, v in os.environ.items() if not k.startswith("S3PA_")}
     env.update(
         {
             "DAGSTER_HOME": str(home),
-            "S3PA_BUCKET_SRC": ev["bucket_src"],
-            "S3PA_BUCKET_DSTN": ev["bucket_dstn"],
-            "S3PA_PREFIX": ev["prefix"],
-            "S3PA_SUBSTR": ev["substr"],
-            "S3PA_SCHEMA": json.dumps(SCHEMA),
-            "S3PA_PATHOUTPUT": ev["pathoutput"],
-            "S3PA_TABLE": ev["table"],
-            "S3PA_DATABASE": ev["database"],
-            "S3PA_START_DATE": "20240101",
+            "S3PA_TABLES": str(write_tables_file(tmp_path)),  # the component's tables file
+            "VIRTUAL_ENV": str(Path(sys.executable).parents[1]),
         }
     )
     port = free_port()
     log = tmp_path / "dagster_dev.log"
-    dagster = str(Path(sys.executable).parent / "dagster")
+    dg = str(Path(sys.executable).parent / "dg")
     # dagster dev maps SIGTERM to its SIGINT handler: give it the default SIGINT action even when this
     # test runs with SIGINT ignored (a background job), so that SIGTERM stops it
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [dagster, "dev", "-h", "127.0.0.1", "-p", str(port), "-m", "s3_parquet_assets.defs.definitions"],
+            [dg, "dev", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -151,10 +145,11 @@ def dagster_dev(aws: str, tmp_path: Path) -> Iterator[tuple[UI, subprocess.Popen
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_backfill_launched_through_the_ui_api(lake: Lake, dagster_dev: tuple[UI, Any, Path]) -> None:
+def test_a_backfill_of_two_tables_launched_through_the_ui_api(
+    lake: Lake, dagster_dev: tuple[UI, Any, Path]
+) -> None:
     ui, proc, log = dagster_dev
-    for day, n in ROWS.items():
-        lake.put(f"exports/{day}/sales_{day}.csv.gz", gz(csv_rows(n, start=1000 * int(day[-1]))))
+    expected = {day: stage_day(lake, day, rows=n) for day, n in ROWS.items()}
 
     def loaded() -> bool:
         entries = ui.query(LOCATION)["workspaceOrError"]["locationEntries"]
@@ -163,40 +158,37 @@ def test_backfill_launched_through_the_ui_api(lake: Lake, dagster_dev: tuple[UI,
             assert ready[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation", ready
         return bool(ready)
 
-    _wait(loaded, "the code location", 120, proc, log)
+    _wait(loaded, "the code location", 180, proc, log)
 
-    params = {
-        "partitionNames": DAYS,
-        "assetSelection": [{"path": ["latest_source_object"]}, {"path": ["parquet_table"]}],
-        "fromFailure": False,
-        "title": "e2e backfill",
-    }
-    launched = ui.query(LAUNCH, params=params)["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
+    backfills = {}
+    for name in TABLES:
+        params = {
+            "partitionNames": DAYS,
+            "assetSelection": [{"path": ["s3_source", name]}, {"path": [DB, name]}],
+            "fromFailure": False,
+            "title": f"e2e backfill of {name}",
+        }
+        launched = ui.query(LAUNCH, params=params)["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfills[name] = launched["backfillId"]
 
-    def finished() -> str | None:
+    def finished(backfill_id: str) -> str | None:
         result = ui.query(BACKFILL, id=backfill_id)["partitionBackfillOrError"]
         assert result["__typename"] == "PartitionBackfill", result
         status = result["status"]
         return None if status in ("REQUESTED", "CANCELING", "FAILING") else status
 
-    status = _wait(finished, "the backfill", 150, proc, log)
-    assert status in ("COMPLETED", "COMPLETED_SUCCESS"), status
+    for name, backfill_id in backfills.items():
+        status = _wait(lambda b=backfill_id: finished(b), f"the backfill of {name}", 240, proc, log)
+        assert status in ("COMPLETED", "COMPLETED_SUCCESS"), (name, status)
 
-    node = ui.query(MATERIALIZATIONS, partitions=DAYS)["assetNodes"][0]
-    assert node["partitionStats"]["numMaterialized"] == 3 and node["partitionStats"]["numFailed"] == 0
-    mats = {m["partition"]: m for m in node["assetMaterializations"]}
-    assert sorted(mats) == DAYS
-    assert len({m["runId"] for m in mats.values()}) == 1  # the backfill policy ran the range in one run
-    for day, n in ROWS.items():
-        rows = {e["label"]: e.get("intValue") for e in mats[day]["metadataEntries"]}
-        assert rows["rows"] == n
-        data = lake.read_catalog(day)
-        assert len(data) == n
-        assert {r["id"] for r in data} == {str(1000 * int(day[-1]) + i) for i in range(n)}
-    assert lake.clients.glue.get_table(DatabaseName=DB, Name=ev_table())["Table"]["PartitionKeys"]
-
-
-def ev_table() -> str:
-    return str(event()["table"])
+    for name in TABLES:
+        node = ui.query(MATERIALIZATIONS, path=[DB, name], partitions=DAYS)["assetNodes"][0]
+        assert node["partitionStats"]["numMaterialized"] == 3 and node["partitionStats"]["numFailed"] == 0
+        mats = {m["partition"]: m for m in node["assetMaterializations"]}
+        assert sorted(mats) == DAYS
+        assert len({m["runId"] for m in mats.values()}) == 1  # the backfill policy ran the range in one run
+        for day, n in ROWS.items():
+            entries = {e["label"]: e.get("intValue") for e in mats[day]["metadataEntries"]}
+            assert entries["dagster/partition_row_count"] == n
+            assert read_day(lake, name, day) == as_text(expected[day][name])

@@ -4,7 +4,11 @@ Python whose only third-party packages are the AWS SDK for pandas layer's, and a
 
 ``layer_venv`` builds that Python offline: a fresh ``python -m venv --without-pip`` plus the installed
 distributions of boto3, pyarrow, pandas and awswrangler and their dependencies (resolved from their
-metadata), hard-linked (or copied) out of the project's venv. It holds no dagster.
+metadata), hard-linked (or copied) out of ``.venv-layer``, which ``make layer-venv`` installs from
+``deploy/layer-requirements.txt``: the managed layer's pyarrow 24.0.0, pandas, numpy and awswrangler
+and the Lambda runtime's boto3/botocore, not the project's development pins. With the too-old botocore
+of ``deploy/old-botocore-requirements.txt`` laid over it, it is a runtime the function must refuse.
+It holds no dagster.
 
 ``PackagedLambda.invoke`` has the shape of boto3's ``lambda.invoke``, so it can stand in for the
 Lambda client handed to dagster-aws ``PipesLambdaClient``.
@@ -31,25 +35,68 @@ from typing import Any
 from packaging.requirements import Requirement
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 RUNNER = HERE / "runner.py"
 LAYER_PACKAGES = ("boto3", "pyarrow", "pandas", "awswrangler")
 LOG_TAIL_BYTES = 4096
+
+# Built by `make layer-venv` (which `make test` runs): what the layer and the runtime hold.
+LAYER_REQUIREMENTS = ROOT / "deploy" / "layer-requirements.txt"
+OLD_BOTOCORE_REQUIREMENTS = ROOT / "deploy" / "old-botocore-requirements.txt"
+LAYER_VENV = ROOT / ".venv-layer"
+OLD_BOTOCORE = ROOT / ".venv-layer-old-botocore"
+_STAMP = ".installed-stamp"
 
 
 def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def layer_distributions(roots: Sequence[str] = LAYER_PACKAGES) -> dict[str, md.Distribution]:
-    """The installed distributions ``roots`` need (their non-extra requirements, transitively)."""
+def pins(requirements: Path) -> dict[str, str]:
+    """``name -> version`` of the ``name==version`` lines of a requirements file (comments skipped)."""
+    out: dict[str, str] = {}
+    for line in requirements.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, version = line.split("==")
+            out[_norm(name)] = version.strip()
+    return out
+
+
+def ensure_layer_envs() -> None:
+    """Run ``make layer-venv`` (it rebuilds ``.venv-layer`` and the old botocore only when missing or
+    older than their requirements files), so a bare ``pytest`` works from a fresh clone too."""
+    fresh = all(
+        (env / _STAMP).exists() and (env / _STAMP).stat().st_mtime >= req.stat().st_mtime
+        for env, req in ((LAYER_VENV, LAYER_REQUIREMENTS), (OLD_BOTOCORE, OLD_BOTOCORE_REQUIREMENTS))
+    )
+    if not fresh:
+        subprocess.run(["make", "-C", str(ROOT), "layer-venv"], check=True)
+
+
+def layer_site() -> Path:
+    """The site-packages of ``.venv-layer``."""
+    (site,) = LAYER_VENV.glob("lib/python*/site-packages")
+    return site
+
+
+def layer_distributions(
+    paths: Sequence[Path], roots: Sequence[str] = LAYER_PACKAGES
+) -> dict[str, md.Distribution]:
+    """The distributions ``roots`` need (their non-extra requirements, transitively), each taken from
+    the first of ``paths`` that holds it. A missing one is an error (the layer venv is incomplete)."""
+    found: dict[str, md.Distribution] = {}
+    for dist in md.distributions(path=[str(p) for p in paths]):
+        found.setdefault(_norm(dist.metadata["Name"]), dist)
     todo = list(roots)
     seen: dict[str, md.Distribution] = {}
     while todo:
-        name = todo.pop()
-        if _norm(name) in seen:
+        name = _norm(todo.pop())
+        if name in seen:
             continue
-        dist = md.distribution(name)
-        seen[_norm(name)] = dist
+        if name not in found:
+            raise RuntimeError(f"{name} is not installed in {[str(p) for p in paths]} (make layer-venv)")
+        dist = seen[name] = found[name]
         for spec in dist.requires or []:
             req = Requirement(spec)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
@@ -65,8 +112,9 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def layer_venv(target: Path) -> Path:
-    """Create the layer venv at ``target`` (once) and return its python."""
+def layer_venv(target: Path, sources: Sequence[Path]) -> Path:
+    """Create at ``target`` (once) a venv holding the layer's distributions taken from ``sources``
+    (site-packages folders, first match wins: an overlay goes first), and return its python."""
     python = target / "bin" / "python"
     marker = target / ".layer-complete"
     if marker.exists():
@@ -83,7 +131,8 @@ def layer_venv(target: Path) -> Path:
             text=True,
         ).stdout.strip()
     )
-    for dist in layer_distributions().values():
+    dists = layer_distributions(sources)
+    for dist in dists.values():
         root = Path(str(dist.locate_file("")))
         for rel in dist.files or []:
             if str(rel).startswith("..") or "__pycache__" in rel.parts:
@@ -91,8 +140,24 @@ def layer_venv(target: Path) -> Path:
             src = root / rel
             if src.is_file():
                 _link_or_copy(src, site / rel)
-    marker.write_text("\n".join(sorted(layer_distributions())) + "\n")
+    marker.write_text("".join(f"{name}=={d.version}\n" for name, d in sorted(dists.items())))
     return python
+
+
+_VERSIONS_SCRIPT = """
+import json, sys, boto3, botocore, pyarrow, pandas, numpy, awswrangler
+print(json.dumps({"python": sys.version.split()[0], **{m.__name__: m.__version__ for m in
+    (boto3, botocore, pyarrow, pandas, numpy, awswrangler)}}))
+"""
+
+
+def imported_versions(python: Path) -> dict[str, str]:
+    """``__version__`` of each package as that Python imports it (isolated mode, as the runner)."""
+    out = subprocess.run(
+        [str(python), "-I", "-c", _VERSIONS_SCRIPT], check=True, capture_output=True, text=True
+    ).stdout
+    versions: dict[str, str] = json.loads(out)
+    return versions
 
 
 def unpack(zip_path: Path, target: Path) -> Path:
@@ -142,14 +207,20 @@ class PackagedLambda:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _counter: int = 0
 
-    def run(self, events: Sequence[Any], env: Mapping[str, str] | None = None) -> Run:
-        """Start one container and send it ``events`` in order."""
+    def run(
+        self,
+        events: Sequence[Any],
+        env: Mapping[str, str] | None = None,
+        timeouts_ms: Sequence[int] | None = None,
+    ) -> Run:
+        """Start one container and send it ``events`` in order (``timeouts_ms``: each invocation's
+        time limit, as the context's ``get_remaining_time_in_millis`` counts it down; default 900 s)."""
         with self._lock:
             self._counter += 1
             n = self._counter
         request = self.workdir / f"request-{n}.json"
         response = self.workdir / f"response-{n}.json"
-        request.write_text(json.dumps({"events": list(events)}))
+        request.write_text(json.dumps({"events": list(events), "timeouts_ms": list(timeouts_ms or [])}))
         full_env = {**self.env, **(env or {})}
         proc = subprocess.run(
             [str(self.python), "-I", "-u", str(RUNNER), str(self.code_dir), str(request), str(response)],

@@ -22,14 +22,15 @@ import uuid
 
 
 class Context:
-    def __init__(self, request_id: str) -> None:
+    def __init__(self, request_id: str, timeout_ms: int = 900_000) -> None:
         self.aws_request_id = request_id
+        self._ends = time.monotonic() + timeout_ms / 1000
         self.function_name = "s3-parquet-assets-load"
         self.memory_limit_in_mb = 1024
         self.invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:s3-parquet-assets-load"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 900_000
+        return max(int((self._ends - time.monotonic()) * 1000), 0)
 
 
 def main() -> int:
@@ -54,12 +55,13 @@ def main() -> int:
         "handler_file": module.__file__,
         "invocations": [],
     }
-    for event in request["events"]:
+    timeouts = request.get("timeouts_ms") or [900_000] * len(request["events"])
+    for event, timeout_ms in zip(request["events"], timeouts, strict=True):
         request_id = str(uuid.uuid4())
         print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
         t0 = time.monotonic()
         try:
-            payload = handler(event, Context(request_id))
+            payload = handler(event, Context(request_id, timeout_ms))
             json.dumps(payload)  # the runtime serializes the return value
             error = None
         except Exception as exc:

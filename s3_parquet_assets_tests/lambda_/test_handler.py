@@ -10,6 +10,10 @@ import pytest
 
 from s3_parquet_assets import lambda_handler as lh
 from s3_parquet_assets.core import AwsClients, LoadError, make_clients
+from s3_parquet_assets.lambda_ import clients as lambda_clients
+from s3_parquet_assets.lambda_ import dispatch
+from s3_parquet_assets.lambda_.routing import day_from_key
+from s3_parquet_assets.lambda_.settings import data_ref_pattern
 
 from ..helpers import DAY, Lake, csv_rows, event
 from .test_packaged import s3_record, scheduled
@@ -25,7 +29,7 @@ def counted(monkeypatch: pytest.MonkeyPatch, handler_env: None) -> list[AwsClien
         made.append(clients)
         return clients
 
-    monkeypatch.setattr(lh, "make_clients", make)
+    monkeypatch.setattr(lambda_clients, "make_clients", make)
     return made
 
 
@@ -83,20 +87,18 @@ def test_bad_settings_are_named(env: dict[str, str], message: str) -> None:
 
 
 def test_data_ref_pattern() -> None:
-    default = lh._data_ref_pattern({})
-    assert lh._day_from_key("exports/20240115/sales_20240115123000.csv", default) == "20240115"
-    ymd = lh._data_ref_pattern(
-        {lh.ENV_DATA_REF_PATTERN: r"(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<day>\d{1,2})/"}
-    )
-    assert lh._day_from_key("exports/2024/1/5/sales.csv", ymd) == "20240105"
-    dashed = lh._data_ref_pattern({lh.ENV_DATA_REF_PATTERN: r"dt=(?P<data_ref>\d{4}-\d{2}-\d{2})"})
-    assert lh._day_from_key("exports/dt=2024-01-15/x.csv", dashed) == "20240115"
+    default = data_ref_pattern({})
+    assert day_from_key("exports/20240115/sales_20240115123000.csv", default) == "20240115"
+    ymd = data_ref_pattern({lh.ENV_DATA_REF_PATTERN: r"(?P<year>\d{4})/(?P<month>\d{1,2})/(?P<day>\d{1,2})/"})
+    assert day_from_key("exports/2024/1/5/sales.csv", ymd) == "20240105"
+    dashed = data_ref_pattern({lh.ENV_DATA_REF_PATTERN: r"dt=(?P<data_ref>\d{4}-\d{2}-\d{2})"})
+    assert day_from_key("exports/dt=2024-01-15/x.csv", dashed) == "20240115"
     with pytest.raises(LoadError, match="needs a named group"):
-        lh._data_ref_pattern({lh.ENV_DATA_REF_PATTERN: r"\d{8}"})
+        data_ref_pattern({lh.ENV_DATA_REF_PATTERN: r"\d{8}"})
     with pytest.raises(LoadError, match="is not a valid regular expression"):
-        lh._data_ref_pattern({lh.ENV_DATA_REF_PATTERN: r"(?P<data_ref>"})
+        data_ref_pattern({lh.ENV_DATA_REF_PATTERN: r"(?P<data_ref>"})
     with pytest.raises(LoadError, match="does not match S3PA_DATA_REF_PATTERN"):
-        lh._day_from_key("exports/latest/sales.csv", default)
+        day_from_key("exports/latest/sales.csv", default)
 
 
 def test_clients_are_made_once_per_container_and_never_for_a_bad_event(
@@ -109,7 +111,10 @@ def test_clients_are_made_once_per_container_and_never_for_a_bad_event(
     lake.put(f"exports/{DAY}/sales_1.csv", csv_rows(5))
     lake.put("exports/20240116/sales_1.csv", csv_rows(6))
     assert lh.handler(event())["statusCode"] == 200
-    assert lh.handler(scheduled("2024-01-17T01:00:00Z"))["result"]["rows"] == 6
+    # The schedule catches up the week ending 20240116: 20240115 is current, 20240116 loads.
+    caught_up = lh.handler(scheduled("2024-01-17T01:00:00Z"))
+    assert caught_up["days"]["20240115"] == "current"
+    assert [r["rows"] for r in caught_up["results"]] == [6]
     assert lh.handler({"Records": [s3_record(f"exports/{DAY}/sales_1.csv")]})["statusCode"] == 200
     assert len(counted) == 1
 
@@ -118,10 +123,12 @@ def test_settings_are_read_at_call_time(
     monkeypatch: pytest.MonkeyPatch, handler_env: None, lake: Lake
 ) -> None:
     lake.put(f"exports/{DAY}/sales_1.csv", csv_rows(5))
-    assert lh.handler(scheduled("2024-01-16T01:00:00Z"))["result"]["table"] == "analytics.sales"
+    first = lh.handler(scheduled("2024-01-16T01:00:00Z"))
+    assert [r["table"] for r in first["results"]] == ["analytics.sales"]
     monkeypatch.setenv("S3PA_TABLE", "sales_copy")
     monkeypatch.setenv("S3PA_PATHOUTPUT", "tables/sales_copy")
-    assert lh.handler(scheduled("2024-01-16T01:00:00Z"))["result"]["table"] == "analytics.sales_copy"
+    second = lh.handler(scheduled("2024-01-16T01:00:00Z"))
+    assert [r["table"] for r in second["results"]] == ["analytics.sales_copy"]
 
 
 def test_failure_policy(monkeypatch: pytest.MonkeyPatch, handler_env: None, lake: Lake) -> None:
@@ -129,11 +136,13 @@ def test_failure_policy(monkeypatch: pytest.MonkeyPatch, handler_env: None, lake
     with pytest.raises(lh.LoadFailedError) as info:
         lh.handler(scheduled("2024-01-16T01:00:00Z"))
     assert info.value.response["statusCode"] == 500
-    assert str(info.value).startswith("Error: list: no object under")
+    assert str(info.value).startswith("20240115: Error: list: no object under")
     assert lh.handler(event())["statusCode"] == 500
     # never: always return the response
     monkeypatch.setenv(lh.ENV_RAISE_ON_ERROR, "never")
-    assert lh.handler(scheduled("2024-01-16T01:00:00Z"))["stage"] == "list"
+    returned = lh.handler(scheduled("2024-01-16T01:00:00Z"))
+    assert returned["statusCode"] == 500
+    assert returned["days"]["20240115"].startswith("Error: list: no object under")
     # always: even direct invocations raise
     monkeypatch.setenv(lh.ENV_RAISE_ON_ERROR, "always")
     with pytest.raises(lh.LoadFailedError):
@@ -152,9 +161,13 @@ def test_scheduled_event_needs_a_time(handler_env: None) -> None:
         lh.handler(scheduled("yesterday"))
 
 
-def test_notification_for_another_bucket_is_refused(handler_env: None) -> None:
-    with pytest.raises(lh.LoadFailedError, match="notification for bucket 'other-bucket'"):
-        lh.handler({"Records": [s3_record(f"exports/{DAY}/sales.csv", bucket="other-bucket")]})
+def test_notification_for_another_bucket_is_ignored_saying_why(handler_env: None, lake: Lake) -> None:
+    response = lh.handler({"Records": [s3_record(f"exports/{DAY}/sales.csv", bucket="other-bucket")]})
+    assert response["statusCode"] == 200
+    assert response["body"] == (
+        f"Ignored: s3://other-bucket/exports/{DAY}/sales.csv: not in the source bucket 'src-bucket' of table sales"
+    )
+    assert lake.keys() == []
 
 
 def test_deleted_objects_and_folders_are_ignored(handler_env: None) -> None:
@@ -163,7 +176,10 @@ def test_deleted_objects_and_folders_are_ignored(handler_env: None) -> None:
     folder = {"Records": [s3_record(f"exports/{DAY}/")]}
     assert "a folder marker" in lh.handler(folder)["body"]
     outside = {"Records": [s3_record(f"incoming/{DAY}/sales.csv")]}
-    assert "outside the day's source prefix 'exports/20240115/'" in lh.handler(outside)["body"]
+    assert (
+        "outside the source prefix 'exports/{data_ref}/' (a YYYYMMDD day for {data_ref}) of table sales"
+        in lh.handler(outside)["body"]
+    )
 
 
 def test_several_days_in_one_notification(handler_env: None, lake: Lake) -> None:
@@ -181,7 +197,7 @@ def test_unexpected_exceptions_are_logged_and_reraised(
     def boom(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(lh, "handle_event", boom)
+    monkeypatch.setattr(dispatch, "handle_event", boom)
     with caplog.at_level(logging.ERROR), pytest.raises(RuntimeError, match="a bug"):
         lh.handler(event(), type("Ctx", (), {"aws_request_id": "req-1"})())
     assert "invocation req-1: unexpected failure (re-raised)" in caplog.text

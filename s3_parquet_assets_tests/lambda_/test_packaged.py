@@ -73,13 +73,26 @@ def test_direct_event_runs_a_real_load_with_only_the_package_and_the_layer(
     assert run.dagster_loaded_after == []  # not even dagster_pipes without a Pipes event
 
 
-def test_scheduled_event_loads_the_day_before_the_event_time(packaged: PackagedLambda, lake: Lake) -> None:
+def test_scheduled_event_catches_up_to_the_day_before_the_event_time(
+    packaged: PackagedLambda, lake: Lake
+) -> None:
+    """Without a tables file the schedule serves the environment's table, catching up
+    S3PA_CATCHUP_DAYS days (default 7): days without an export are skipped, a missed day loads."""
     lake.put("exports/20240229/sales_a.csv", csv_rows(40))
+    lake.put("exports/20240226/sales_a.csv", csv_rows(3))
     inv = packaged.invoke_one(scheduled("2024-03-01T02:30:00Z"))
     assert inv.function_error is None, inv.payload
     assert inv.payload["statusCode"] == 200, inv.payload
-    assert inv.payload["result"]["data_ref"] == "20240229"
+    assert inv.payload["table"] == "sales"
+    assert list(inv.payload["days"]) == [f"202402{d}" for d in range(23, 30)]
+    assert inv.payload["days"]["20240226"] == inv.payload["days"]["20240229"] == "loaded"
+    assert inv.payload["days"]["20240227"] == "no export"
+    assert [r["data_ref"] for r in inv.payload["results"]] == ["20240226", "20240229"]
     assert len(lake.read_catalog("20240229")) == 40
+    # S3PA_CATCHUP_DAYS=1: yesterday only (current now, so no load).
+    again = packaged.invoke_one(scheduled("2024-03-01T02:30:00Z"), env={"S3PA_CATCHUP_DAYS": "1"})
+    assert again.payload["days"] == {"20240229": "current"}
+    assert again.payload["results"] == []
 
 
 def test_scheduled_settings_come_from_the_environment_at_call_time(
@@ -105,8 +118,9 @@ def test_scheduled_settings_come_from_the_environment_at_call_time(
     env.update({"S3PA_EVENT_DEFAULTS": json.dumps(defaults), "S3PA_TABLE": "other", "S3PA_HEADER": "true"})
     inv = packaged.invoke_one(scheduled("2024-01-16T00:00:01Z"), env=env)
     assert inv.payload["statusCode"] == 200, inv.payload
-    assert inv.payload["result"]["table"] == "analytics.other"
-    assert inv.payload["result"]["rows"] == 7
+    (result,) = inv.payload["results"]
+    assert result["table"] == "analytics.other"
+    assert result["rows"] == 7
     part = lake.clients.glue.get_partition(DatabaseName="analytics", TableName="other", PartitionValues=[DAY])
     rows = lake.read_location(part["Partition"]["StorageDescriptor"]["Location"])
     assert rows[0] == {"id": 0, "customer": "C0", "amount": 0.0}
@@ -152,9 +166,9 @@ def test_bad_events_get_500_and_a_clear_body_or_raise_when_asynchronous(
     not_an_object = ["not", "an", "object"]
     no_source = event(data_ref="20240120")
     sns = {"Records": [{"EventSource": "aws:sns", "Sns": {}}]}
-    bad_key = {"Records": [s3_record("exports/undated/sales.csv")]}
+    not_there = {"Records": [s3_record("exports/20240116/sales_gone.csv")]}
     run = packaged.run(
-        [missing, typo, not_an_object, no_source, sns, bad_key, scheduled("2024-01-16T00:00:00Z")]
+        [missing, typo, not_an_object, no_source, sns, not_there, scheduled("2024-01-16T00:00:00Z")]
     )
     payloads = [inv.payload for inv in run.invocations]
     errors = [inv.function_error for inv in run.invocations]
@@ -178,10 +192,12 @@ def test_bad_events_get_500_and_a_clear_body_or_raise_when_asynchronous(
     # Asynchronous events (S3, schedule): raised, so Lambda counts an error, retries, then DLQ.
     assert errors[5:] == ["Unhandled", "Unhandled"]
     assert payloads[5]["errorType"] == "LoadFailedError"
-    assert "does not match S3PA_DATA_REF_PATTERN" in payloads[5]["errorMessage"]
+    assert payloads[5]["errorMessage"].startswith(
+        "Error: list: no object under s3://src-bucket/exports/20240116/"
+    )
     assert payloads[6]["errorType"] == "LoadFailedError"
     assert payloads[6]["errorMessage"].startswith(
-        "Error: list: no object under s3://src-bucket/exports/20240115/"
+        "20240115: Error: list: no object under s3://src-bucket/exports/20240115/"
     )
     # ...and logged, not swallowed.
     assert "[ERROR]" in run.invocations[6].log
@@ -224,16 +240,35 @@ def test_example_events_in_deploy_are_served(packaged: PackagedLambda, lake: Lak
         assert inv.function_error is None, inv.payload
         assert inv.payload["statusCode"] == 200, inv.payload
     assert run.invocations[2].payload["result"]["source_key"] == "exports/20240113/sales_2024-01-13 final.csv"
-    assert run.invocations[1].payload["result"]["data_ref"] == "20240115"
+    # The schedule catches up the week ending 20240115: 14 is current (the direct event loaded it),
+    # 13 (the S3 example's export) and 15 load.
+    days = run.invocations[1].payload["days"]
+    assert {d: v for d, v in days.items() if v != "no export"} == {
+        "20240113": "loaded",
+        "20240114": "current",
+        "20240115": "loaded",
+    }
     assert run.invocations[0].payload["result"]["data_ref"] == direct["data_ref"]
 
 
 def test_s3_day_pattern_is_configurable(packaged: PackagedLambda, lake: Lake) -> None:
-    """The day can be read from other spellings in the key: here year/month/day groups in the name."""
+    """A source prefix without {data_ref} does not spell the day: S3PA_DATA_REF_PATTERN reads it from
+    the key, here from year/month/day groups in the name."""
     key = "exports/20240115/sales_2024-01-15.csv"
     lake.put(key, csv_rows(3))
-    env = {"S3PA_DATA_REF_PATTERN": r"sales_(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})"}
-    inv = packaged.invoke_one({"Records": [s3_record(key)]}, env=env)
+    env = {
+        "S3PA_PREFIX": "exports/",
+        "S3PA_DATA_REF_PATTERN": r"sales_(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})",
+    }
+    undated = {"Records": [s3_record("exports/latest/sales.csv")]}
+    inv, bad = packaged.run([{"Records": [s3_record(key)]}, undated], env=env).invocations
     assert inv.function_error is None, inv.payload
     assert inv.payload["statusCode"] == 200, inv.payload
     assert inv.payload["result"]["data_ref"] == DAY
+    # A key of the source whose day the pattern cannot tell: an error, raised (asynchronous).
+    assert bad.function_error == "Unhandled"
+    assert bad.payload["errorType"] == "LoadFailedError"
+    assert (
+        "S3 key 'exports/latest/sales.csv' does not match S3PA_DATA_REF_PATTERN"
+        in bad.payload["errorMessage"]
+    )

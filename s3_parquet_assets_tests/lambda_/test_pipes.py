@@ -1,5 +1,5 @@
-"""Dagster Pipes: the packaged handler reports through the 4 KB log tail, and the Dagster asset with
-``run_on: lambda`` invokes it through dagster-aws ``PipesLambdaClient`` and records its metadata."""
+"""Dagster Pipes: the packaged handler reports through the 4 KB log tail (the Dagster side, a table with
+``run_on: lambda`` invoking it through ``PipesLambdaClient``: ``defs/test_lambda_run.py``)."""
 
 from __future__ import annotations
 
@@ -10,27 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from dagster import (
-    AssetKey,
-    AssetMaterialization,
-    AssetRecordsFilter,
-    DagsterEventType,
-    DagsterInstance,
-    materialize,
-)
 from dagster_pipes import encode_param
 
-from s3_parquet_assets.core import LoadResult
 from s3_parquet_assets.defs import lambda_run
-from s3_parquet_assets.defs.assets import build_load_assets, table_metadata
-from s3_parquet_assets.defs.partitions import daily_partitions
-from s3_parquet_assets.defs.resources import LoadSettings, S3Resource
 from s3_parquet_assets.lambda_handler import PIPES_TAIL_BUDGET
 
 from ..helpers import DAY, Lake, csv_rows, event
 from .packaged import LOG_TAIL_BYTES, Invocation, PackagedLambda
-
-TABLE = AssetKey("parquet_table")
 
 
 def pipes_params(partition_key: str | None = DAY, asset_keys: list[str] | None = None) -> dict[str, str]:
@@ -130,7 +116,7 @@ def test_a_failed_load_closes_pipes_with_the_error(packaged: PackagedLambda, lak
 
 
 # ---------------------------------------------------------------------------------------------------
-# The Dagster side: parquet_table with run_on: lambda, through PipesLambdaClient.
+# The function as the Dagster side's PipesLambdaClient calls it.
 
 
 @pytest.fixture
@@ -140,118 +126,6 @@ def fake_lambda(packaged: PackagedLambda) -> Iterator[PackagedLambda]:
         yield packaged
     finally:
         lambda_run.set_lambda_client_factory(previous)
-
-
-def settings(**extra: Any) -> LoadSettings:
-    return LoadSettings.from_event(event(), run_on="lambda", lambda_function="s3pa-load", **extra)
-
-
-def table_materializations(instance: DagsterInstance) -> dict[str, Any]:
-    records = instance.fetch_materializations(AssetRecordsFilter(asset_key=TABLE), limit=100).records
-    out = {}
-    for rec in records:
-        mat = rec.asset_materialization
-        assert mat is not None
-        out[str(mat.partition)] = mat
-    return out
-
-
-def reported(inv: Invocation) -> dict[str, Any]:
-    (report,) = [m for m in tail_messages(inv) if m["method"] == "report_asset_materialization"]
-    return dict(report["params"])
-
-
-def test_parquet_table_on_lambda_records_the_handler_metadata(
-    fake_lambda: PackagedLambda, lake: Lake
-) -> None:
-    lake.put(f"exports/{DAY}/sales_1.csv", csv_rows(120))
-    instance = DagsterInstance.ephemeral()
-    assets = build_load_assets(daily_partitions())
-    res = materialize(
-        [assets],
-        partition_key=DAY,
-        resources={"s3": S3Resource(region_name="us-east-1"), "load_settings": settings()},
-        instance=instance,
-    )
-    assert res.success
-    (call,) = fake_lambda.calls
-    assert call["FunctionName"] == "s3pa-load"
-    assert call["LogType"] == "Tail"
-    sent = call["event"]
-    assert "DAGSTER_PIPES_CONTEXT" in sent
-    assert sent["data_ref"] == DAY
-    inv: Invocation = call["invocation"]
-    assert inv.payload["statusCode"] == 200
-
-    mat = table_materializations(instance)[DAY]
-    pipes_report = reported(inv)
-    # The asset's materialization carries what the handler reported through Pipes...
-    for key, value in pipes_report["metadata"].items():
-        assert key in mat.metadata, key
-        recorded = mat.metadata[key].value
-        assert recorded == value["raw_value"], (key, recorded, value)
-    # ...with exactly the keys and metadata types a local load records...
-    local = AssetMaterialization("x", metadata=table_metadata(LoadResult(**inv.payload["result"]))).metadata
-    assert set(pipes_report["metadata"]) == set(local)
-    assert {k: type(v).__name__ for k, v in mat.metadata.items()} == {
-        k: type(v).__name__ for k, v in local.items()
-    }
-    # ...and the data version is the source ETag.
-    assert mat.tags["dagster/data_version"] == pipes_report["data_version"] == inv.payload["result"]["etag"]
-    assert mat.metadata["rows"].value == 120
-    assert len(lake.read_catalog()) == 120
-
-
-def test_backfill_range_fans_out_one_invocation_per_day_and_isolates_a_bad_day(
-    fake_lambda: PackagedLambda, lake: Lake
-) -> None:
-    days = ["20240115", "20240116", "20240117"]
-    lake.put("exports/20240115/sales_1.csv", csv_rows(10))
-    lake.put("exports/20240116/sales_1.csv", b"1,only two columns\n")  # the function fails to read it
-    lake.put("exports/20240117/sales_1.csv", csv_rows(12))
-    instance = DagsterInstance.ephemeral()
-    assets = build_load_assets(daily_partitions())
-    res = materialize(
-        [assets],
-        resources={
-            "s3": S3Resource(region_name="us-east-1"),
-            "load_settings": settings(lambda_concurrency=3),
-        },
-        instance=instance,
-        tags={"dagster/asset_partition_range_start": days[0], "dagster/asset_partition_range_end": days[-1]},
-        raise_on_error=False,
-    )
-    assert not res.success
-    assert sorted(c["event"]["data_ref"] for c in fake_lambda.calls) == days
-    mats = table_materializations(instance)
-    assert sorted(mats) == ["20240115", "20240117"]
-    assert mats["20240115"].metadata["rows"].value == 10
-    assert mats["20240117"].metadata["rows"].value == 12
-    failure = next(e for e in res.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
-    text = str(failure.event_specific_data)
-    assert "20240116" in text
-    assert "(Lambda s3pa-load)" in text
-
-
-def test_function_errors_fail_the_day_with_the_function_message(
-    fake_lambda: PackagedLambda, lake: Lake
-) -> None:
-    """A function that raises (FunctionError) fails the day with its message."""
-    lake.put(f"exports/{DAY}/sales_1.csv", b"1,two columns\n")
-    fake_lambda.env["S3PA_RAISE_ON_ERROR"] = "always"
-    instance = DagsterInstance.ephemeral()
-    res = materialize(
-        [build_load_assets(daily_partitions())],
-        partition_key=DAY,
-        resources={"s3": S3Resource(region_name="us-east-1"), "load_settings": settings()},
-        instance=instance,
-        raise_on_error=False,
-    )
-    assert not res.success
-    failure = next(e for e in res.all_events if e.event_type == DagsterEventType.STEP_FAILURE)
-    text = str(failure.event_specific_data)
-    assert "invoking Lambda 's3pa-load' for 20240115 failed: LoadFailedError: Error: read:" in text
-    assert table_materializations(instance) == {}
 
 
 def test_log_result_is_a_4kb_tail(fake_lambda: PackagedLambda, lake: Lake) -> None:

@@ -1,12 +1,14 @@
 """Run one load in this process and SIGKILL it at a chosen point.
 
-usage: python -m s3_parquet_assets_tests.reliability.killer POINT NTH '<event json>'
+usage: python -m s3_parquet_assets_tests.reliability.killer POINT NTH '<event json>' [SECONDS_LEFT]
 
 POINT is a botocore event name (``before-call.s3.UploadPart``: killed the NTH time it fires), optionally
 ``EVENT@after=OTHER`` (count EVENT only once OTHER has fired: a point pinned to a phase of the load
 whatever calls come before it), or ``read-bytes`` (killed once NTH bytes of the source body have been
 read: mid-read). Endpoint and
-credentials come from the environment. The lease is short so the rerun can take it over soon.
+credentials come from the environment. The lease is short so the rerun can take it over soon; with
+SECONDS_LEFT the load runs as a Lambda would, with a deadline that many seconds away and the default
+5-minute lease (which the deadline caps), stopping 1 s before the deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import boto3
 from botocore.response import StreamingBody
 
-from s3_parquet_assets.core import Tuning, handle_event, make_clients
+from s3_parquet_assets.core import Tuning, deadline_from_remaining_ms, handle_event, make_clients
 
 from ..faults import install_kill
 
@@ -82,10 +84,17 @@ def main() -> int:
         kill_after(session, event_name, nth, after)
     else:
         install_kill(session, point, nth)
+    left = float(sys.argv[4]) if len(sys.argv) > 4 else None
     tuning = Tuning(
-        part_size=5 * 1024 * 1024, row_group_rows=20_000, block_size=1024 * 1024, lease_ttl_seconds=LEASE_TTL
+        part_size=5 * 1024 * 1024,
+        row_group_rows=20_000,
+        block_size=1024 * 1024,
+        lease_ttl_seconds=LEASE_TTL if left is None else Tuning.lease_ttl_seconds,
+        stop_margin_seconds=1.0,
     )
-    out = handle_event(json.loads(raw), make_clients(session), tuning=tuning)
+    clients = make_clients(session)
+    deadline = None if left is None else deadline_from_remaining_ms(int(left * 1000))
+    out = handle_event(json.loads(raw), clients, tuning=tuning, deadline=deadline)
     print(json.dumps(out, default=str))
     return 0 if out["statusCode"] == 200 else 1
 

@@ -46,6 +46,18 @@ def fail_after(sess: boto3.Session, event_name: str, after: str, code: str) -> N
     sess.events.register(event_name, hook)
 
 
+def fail_for_key(sess: boto3.Session, event_name: str, part: str, code: str) -> None:
+    """Fail ``event_name`` the first time it fires for a key holding ``part``."""
+    done: list[int] = []
+
+    def hook(params: Any, **_kw: Any) -> None:
+        if part in str(params.get("url_path", "")) and not done:
+            done.append(1)
+            raise client_error(code, event_name.rsplit(".", 1)[-1])
+
+    sess.events.register(event_name, hook)
+
+
 def previous_day(lake: Lake) -> dict[str, Any]:
     lake.put(KEY, csv_rows(50))
     out = load(lake)
@@ -59,7 +71,8 @@ PERMANENT = [
     ("before-call.s3.CreateMultipartUpload", 1, True, "write", "AccessDenied"),
     ("before-call.s3.UploadPart", 2, True, "write", "AccessDenied"),
     ("before-call.s3.CompleteMultipartUpload", 1, True, "write", "AccessDenied"),
-    ("before-call.s3.PutObject", 2, False, "write", "AccessDenied"),  # the Parquet PUT (1st is the lease)
+    # the Parquet PUT (the lease's PUTs are others: its creation, the record of the source, renewals)
+    ("before-call.s3.PutObject@key=/load-", 1, False, "write", "AccessDenied"),
     ("before-call.s3.HeadObject", 1, False, "write", "AccessDenied"),  # verification
     # the catalog's look at the day once the new files are verified (between write and swap)
     ("before-call.glue.GetPartitions@after=after-call.s3.HeadObject", 1, False, "catalog", "AccessDenied"),
@@ -80,6 +93,9 @@ def test_permanent_error_keeps_the_previous_day(
     if "@after=" in point:
         event_name, after = point.split("@after=", 1)
         fail_after(sess, event_name, after, "AccessDenied")
+    elif "@key=" in point:
+        event_name, part = point.split("@key=", 1)
+        fail_for_key(sess, event_name, part, "AccessDenied")
     else:
         fail_on(sess, point, nth, "AccessDenied")
 
