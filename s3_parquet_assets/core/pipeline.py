@@ -62,6 +62,7 @@ PARAM_LOAD_ID = "s3pa.load_id"
 PARAM_ROWS = "s3pa.rows"
 
 __all__ = [
+    "COLUMN_REPORTS",
     "PARAM_LOAD_ID",
     "PARAM_ROWS",
     "PARAM_SOURCE_ETAG",
@@ -114,6 +115,11 @@ class Tuning:
 
     def __post_init__(self) -> None:
         check_read_ahead(self.read_ahead_blocks)  # at construction, not once the load holds the day
+
+
+# LoadResult's lists of what the export's header held and what the drift policies did with it, which
+# every adapter reports (Dagster metadata, the Lambda's Pipes report) as comma-separated text.
+COLUMN_REPORTS = ("file_columns", "ignored_columns", "added_columns", "null_columns")
 
 
 @dataclass
