@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mypy_boto3_glue import GlueClient
 
 __all__ = [
+    "check_added_columns",
     "day_partitions",
     "ensure_database",
     "flip_partitions",
@@ -81,6 +82,23 @@ def check_table(
                 f"but the schema declares {glue_type}",
             )
     return found
+
+
+def check_added_columns(
+    found: Mapping[str, Any] | None, database: str, table: str, names: tuple[str, ...], source: str
+) -> None:
+    """Before anything is written: columns ``extra_columns: add`` adds as ``string`` must not be in the
+    table with another type. They are added to the table definition with the day's other columns, so
+    days loaded before them read them as null."""
+    columns = (found or {}).get("StorageDescriptor", {}).get("Columns", [])
+    existing = {c["Name"]: str(c.get("Type", "")).replace(" ", "").lower() for c in columns}
+    clash = {name: existing[name] for name in names if existing.get(name, "string") != "string"}
+    if clash:
+        raise LoadError(
+            "catalog",
+            f"{source}: Glue table {database}.{table} has column(s) {clash}: extra_columns: add cannot add "
+            "them as string; declare them in the schema with their type",
+        )
 
 
 def table_is_current(found: Mapping[str, Any] | None, columns_types: Mapping[str, str]) -> bool:

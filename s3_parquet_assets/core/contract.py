@@ -36,6 +36,7 @@ __all__ = [
     "FieldError",
     "event_fields",
     "field",
+    "header_key",
     "parse_text",
     "settings_from_env",
     "table_fields",
@@ -74,14 +75,29 @@ class FieldError(LoadError):
 
 @dataclass(frozen=True)
 class Column:
-    """One column of the declared schema: a Glue name and a Glue type (``None`` = untyped, read as text)."""
+    """One column of the declared schema: a Glue name and a Glue type (``None`` = untyped, read as text).
+
+    ``source`` names the export's header column it is read from when that is not ``name`` (a header
+    that is no valid Glue name, ``"Contact Phone Number"``); only typed columns may set it.
+    """
 
     name: str
     type: str | None = None
+    source: str | None = None
 
     @property
     def glue_type(self) -> str:
         return self.type or "string"
+
+    @property
+    def header_key(self) -> str:
+        """What a header field must read as (:func:`header_key`) to be this column."""
+        return header_key(self.source or self.name)
+
+
+def header_key(text: str) -> str:
+    """A header field as matched to the schema: byte-order mark and surrounding blanks dropped, any case."""
+    return text.lstrip("\ufeff").strip().casefold()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,14 +224,31 @@ def _column(item: Any, path: str) -> Column:
     if isinstance(item, str):
         return Column(validate_glue_name(item, path))
     if isinstance(item, dict):
-        unknown = set(item) - {"name", "type"}
+        unknown = set(item) - {"name", "type", "source"}
         if unknown:
-            raise FieldError(path, f"unknown key(s) {sorted(unknown)}; allowed: name, type")
+            raise FieldError(path, f"unknown key(s) {sorted(unknown)}; allowed: name, type, source")
         name = item.get("name")
         if not isinstance(name, str):
             raise FieldError(f"{path}.name", "is required and must be a string")
-        return Column(validate_glue_name(name, f"{path}.name"), _glue_type(item.get("type"), f"{path}.type"))
+        return Column(
+            validate_glue_name(name, f"{path}.name"),
+            _glue_type(item.get("type"), f"{path}.type"),
+            _source(item.get("source"), f"{path}.source"),
+        )
     raise FieldError(path, f"must be a column name or a {{name, type}} object, got {item!r}")
+
+
+def _source(value: Any, path: str) -> str | None:
+    """The header name a typed column is read from (absent: its ``name``)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not header_key(value):
+        raise FieldError(
+            path, f"{value!r} must be the column's name in the export's header (a non-empty string)"
+        )
+    if any(ch in value for ch in "\r\n"):
+        raise FieldError(path, f"{value!r} must be one line")
+    return value
 
 
 def _schema(value: Any, path: str) -> tuple[Column, ...]:
@@ -231,7 +264,19 @@ def _schema(value: Any, path: str) -> tuple[Column, ...]:
         seen.add(col.name)
     if PARTITION_KEY in seen:
         raise FieldError(path, f"must not declare {PARTITION_KEY!r}: the loader adds it as the partition key")
+    _unique_header_keys(columns, path)
     return columns
+
+
+def _unique_header_keys(columns: tuple[Column, ...], path: str) -> None:
+    """Two columns must not be read from the same header field (names and sources, in any case)."""
+    owner: dict[str, str] = {}
+    for col in columns:
+        other = owner.setdefault(col.header_key, col.name)
+        if other != col.name:
+            raise FieldError(
+                path, f"columns {other!r} and {col.name!r} would both be read from header {col.header_key!r}"
+            )
 
 
 def _partitions(value: Any, path: str) -> tuple[str, ...]:
@@ -371,7 +416,8 @@ FIELDS: tuple[Field, ...] = (
     Field("substr", "A day's export key contains this substring.", _string, required=True),
     Field(
         "schema",
-        'Column names (["id", "name"]) or typed columns ([{"name": "id", "type": "bigint"}]).',
+        'Column names (["id", "name"]) or typed columns ([{"name": "id", "type": "bigint"}]); a typed '
+        'column may name its header column with "source".',
         _schema,
         required=True,
         text="list",
@@ -405,7 +451,25 @@ FIELDS: tuple[Field, ...] = (
     Field("delimiter", "Field delimiter, one character.", _single_char, default=","),
     Field("quotechar", "Quote character, one character.", _single_char, default='"'),
     Field("encoding", "Text encoding of the export (any Python codec name).", _encoding, default="utf-8"),
-    Field("header", "The export's first row is a header (skipped).", _boolean, default=False, text="bool"),
+    Field(
+        "header",
+        "The export's first row is a header: columns are matched to the schema by name, in any order.",
+        _boolean,
+        default=False,
+        text="bool",
+    ),
+    Field(
+        "extra_columns",
+        "Header columns the schema does not declare: fail (before writing), ignore, or add (as string).",
+        _choice("fail", "ignore", "add"),
+        default="fail",
+    ),
+    Field(
+        "missing_columns",
+        "Declared columns absent from the header: fail, or null (loaded as nulls).",
+        _choice("fail", "null"),
+        default="fail",
+    ),
     Field("zip_member", "Member to read from a .zip holding several files.", _optional_string),
     Field("transform", "package.module:function applied to each batch (a pandas DataFrame).", _transform),
     Field(

@@ -55,6 +55,8 @@ class LoadEvent:
     quotechar: str
     encoding: str
     header: bool
+    extra_columns: str
+    missing_columns: str
     zip_member: str | None
     transform: str | None
     allow_empty: bool
@@ -98,12 +100,19 @@ class LoadEvent:
         for f in event_fields():
             value = getattr(self, f.name)
             if f.name == "schema":
-                value = [{"name": c.name, "type": c.type} if c.type else c.name for c in self.schema]
+                value = [_column_dict(c) if c.type else c.name for c in self.schema]
             elif isinstance(value, tuple):
                 value = list(value)
             if value is not None:
                 out[f.name] = value
         return out
+
+
+def _column_dict(col: Column) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": col.name, "type": col.type}
+    if col.source is not None:
+        out["source"] = col.source
+    return out
 
 
 def yesterday(now: datetime | None = None) -> str:
@@ -134,6 +143,19 @@ def _related(values: dict[str, Any]) -> None:
         raise FieldError("quotechar", "must differ from the delimiter")
     if values["kms_key_id"] and values["sse"] != "aws:kms":
         raise FieldError("kms_key_id", "is only allowed with sse 'aws:kms'")
+    _header_only(values)
+
+
+def _header_only(values: dict[str, Any]) -> None:
+    """Settings about the header's columns mean nothing without a header: refuse them, not ignore them."""
+    if values["header"]:
+        return
+    for name, default in (("extra_columns", "fail"), ("missing_columns", "fail")):
+        if values[name] != default:
+            raise FieldError(name, f"{values[name]!r} only applies to an export with a header (header: true)")
+    for i, col in enumerate(values["schema"]):
+        if col.source is not None:
+            raise FieldError(f"schema[{i}].source", "names a header column; it needs header: true")
 
 
 def parse_event(event: Mapping[str, Any], *, now: datetime | None = None) -> LoadEvent:

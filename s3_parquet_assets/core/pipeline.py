@@ -37,6 +37,7 @@ from .aws import AwsClients, make_clients
 from .deadline import Deadline, DeadlineReached
 from .errors import LoadError, Stage
 from .event import PARTITION_KEY, LoadEvent, parse_event
+from .header import Layout, read_layout
 from .lease import DayLease, LeaseHeld, lease_key
 from .memory import configure_memory
 from .reader import (
@@ -61,6 +62,7 @@ PARAM_LOAD_ID = "s3pa.load_id"
 PARAM_ROWS = "s3pa.rows"
 
 __all__ = [
+    "COLUMN_REPORTS",
     "PARAM_LOAD_ID",
     "PARAM_ROWS",
     "PARAM_SOURCE_ETAG",
@@ -115,6 +117,11 @@ class Tuning:
         check_read_ahead(self.read_ahead_blocks)  # at construction, not once the load holds the day
 
 
+# LoadResult's lists of what the export's header held and what the drift policies did with it, which
+# every adapter reports (Dagster metadata, the Lambda's Pipes report) as comma-separated text.
+COLUMN_REPORTS = ("file_columns", "ignored_columns", "added_columns", "null_columns")
+
+
 @dataclass
 class LoadResult:
     """What a load did. ``as_dict`` is the ``result`` of the Lambda-style response."""
@@ -137,6 +144,11 @@ class LoadResult:
     seconds: float
     removed_objects: int = 0
     file_keys: list[str] = field(default_factory=list)
+    # The export's header (empty without one) and what extra_columns / missing_columns did with it.
+    file_columns: list[str] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    added_columns: list[str] = field(default_factory=list)
+    null_columns: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -272,14 +284,22 @@ def _peek(batches: Iterator[pa.RecordBatch]) -> tuple[pa.RecordBatch | None, Ite
     return first, itertools.chain([first], batches)
 
 
+def _read_header(open_stream: Callable[[], Any], ev: LoadEvent, uri: str) -> tuple[Layout, Callable[[], Any]]:
+    """The export's columns (:func:`.reader.read_layout`), an AWS error reported as a read of ``uri``."""
+    try:
+        return read_layout(open_stream, ev, uri)
+    except (ClientError, BotoCoreError) as exc:
+        raise LoadError("read", f"cannot read {uri}: {exc}") from exc
+
+
 def _needs_wrangler(
-    clients: AwsClients, ev: LoadEvent, table_def: dict[str, Any] | None, transformed: bool
+    clients: AwsClients, ev: LoadEvent, table_def: dict[str, Any] | None, transformed: bool, layout: Layout
 ) -> bool:
     """Whether the catalog step will call awswrangler: to create or extend the table, or to register
     a day that has no partition yet (moving an existing partition is one boto3 call)."""
     if "awswrangler" in sys.modules:
         return False
-    declared = {c.name: c.glue_type for c in ev.data_columns}
+    declared = {c.name: c.glue_type for c in layout.columns if c.name not in ev.extra_partitions}
     if transformed or not catalog.table_is_current(table_def, declared):
         return True
     return not catalog.day_partitions(clients.glue, ev.database, ev.table, ev.data_ref)
@@ -453,17 +473,25 @@ def _run(
                 log.info("read %d MiB of %s", bytes_read >> 20, src.uri)
                 next_log += 64 * 1024 * 1024
 
+        layout, opener = _read_header(lambda: open_source(clients.s3, src, ev, on_read=on_read), ev, src.uri)
+        if layout.added and transform is None:
+            try:
+                catalog.check_added_columns(table_def, ev.database, ev.table, layout.added, src.uri)
+            except LoadError:
+                opener().close()  # the opened source, its first bytes read
+                raise
         batches: Iterator[pa.RecordBatch] = iter_batches(
-            lambda: open_source(clients.s3, src, ev, on_read=on_read),
+            opener,
             ev,
             src.uri,
             block_size=tune.block_size,
             use_threads=tune.csv_threads,
             read_ahead_blocks=tune.read_ahead_blocks,
+            layout=layout,
             origin=plan.origin,
         )
         batches = _until(limit, _reading(batches, src.uri), f"while reading {src.uri}", ev.data_ref)
-        declared = arrow_schema(ev.schema)
+        declared = arrow_schema(layout.columns)
         if transform is not None:
             first, batches = _peek(apply_transform(batches, transform, src.uri, ev.extra_partitions))
             if first is not None:
@@ -492,7 +520,7 @@ def _run(
                     "write", f"upload under s3://{ev.bucket_dstn}/{version_prefix} failed: {exc}"
                 ) from exc
             log.info("read %d bytes, %d rows from %s", bytes_read, writer.rows, src.uri)
-            if writer.rows and _needs_wrangler(clients, ev, table_def, transform is not None):
+            if writer.rows and _needs_wrangler(clients, ev, table_def, transform is not None, layout):
                 _prefetch_wrangler()  # overlaps the import with the last encode and upload
             if writer.rows == 0 and not ev.allow_empty:
                 raise LoadError(
@@ -515,7 +543,7 @@ def _run(
             stage("catalog")
             limit.check("catalog", "before the catalog step", ev.data_ref)
             columns_types = {f.name: glue_type_of(f.type) for f in stored}
-            declared_types = {c.name: c.glue_type for c in ev.schema}
+            declared_types = {c.name: c.glue_type for c in layout.columns}
             if transform is None:
                 columns_types = {name: declared_types[name] for name in columns_types}
             partitions_types = {PARTITION_KEY: "string"}
@@ -588,6 +616,10 @@ def _run(
             seconds=round(time.monotonic() - started, 3),
             removed_objects=removed,
             file_keys=[f.key for f in files],
+            file_columns=list(layout.file_columns),
+            ignored_columns=list(layout.ignored),
+            added_columns=list(layout.added),
+            null_columns=list(layout.missing),
         )
         log.info("loaded %s: %d rows from %s in %.2fs", result.table, result.rows, src.uri, result.seconds)
         return result

@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from .errors import LoadError
 from .event import Column, LoadEvent, validate_glue_name
+from .header import Layout, read_layout
 from .inflate import DECOMPRESS_ERRORS, gzip_reader, open_zip_member
 from .s3io import S3SeekableReader, S3StreamReader
 from .source import SourceObject
@@ -211,11 +212,11 @@ class _Gate(io.RawIOBase):
 # Parsing
 # ---------------------------------------------------------------------------------------------------
 def _options(
-    ev: LoadEvent, *, block_size: int, use_threads: bool, types: dict[str, pa.DataType]
+    ev: LoadEvent, layout: Layout, *, block_size: int, use_threads: bool, types: dict[str, pa.DataType]
 ) -> tuple[pacsv.ReadOptions, pacsv.ParseOptions, pacsv.ConvertOptions]:
     read = pacsv.ReadOptions(
-        column_names=[c.name for c in ev.schema],
-        skip_rows=1 if ev.header else 0,
+        column_names=list(layout.read_names),
+        skip_rows=1 if ev.header and not layout.header_bytes else 0,
         block_size=block_size,
         use_threads=use_threads,
         encoding=ev.encoding,
@@ -224,6 +225,9 @@ def _options(
     # them); without it a block boundary inside such a value fails the load ("out of sync with chunker").
     parse = pacsv.ParseOptions(delimiter=ev.delimiter, quote_char=ev.quotechar, newlines_in_values=True)
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, check_utf8=True)
+    if layout.selects:  # by name: the schema's order, extra columns left out, missing ones as nulls
+        convert.include_columns = [c.name for c in layout.columns]
+        convert.include_missing_columns = bool(layout.missing)
     return read, parse, convert
 
 
@@ -244,9 +248,11 @@ def iter_batches(
     block_size: int = DEFAULT_BLOCK_SIZE,
     use_threads: bool = True,
     read_ahead_blocks: int = MIN_READ_AHEAD_BLOCKS,
+    layout: Layout | None = None,
     origin: Mapping[str, str] | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Yield the object's rows as record batches typed by the declared schema.
+    """Yield the object's rows as record batches typed by the declared schema, with the columns of
+    ``layout`` (default: planned here by :func:`read_layout`).
 
     ``open_stream`` opens the object afresh; it is called once for the read, and once more only if a
     row is bad, to find its line number. At most ``read_ahead_blocks`` blocks (at least
@@ -262,8 +268,10 @@ def iter_batches(
         ``read_ahead_blocks`` is below ``MIN_READ_AHEAD_BLOCKS``.
     """
     check_read_ahead(read_ahead_blocks)
-    types = {c.name: arrow_type(c.type) for c in ev.schema}
-    read, parse, convert = _options(ev, block_size=block_size, use_threads=use_threads, types=types)
+    if layout is None:
+        layout, open_stream = read_layout(open_stream, ev, uri)
+    types = {c.name: arrow_type(c.type) for c in layout.columns}
+    read, parse, convert = _options(ev, layout, block_size=block_size, use_threads=use_threads, types=types)
     rows = 0
     stream = _Gate(open_stream(), block_size, read_ahead_blocks * block_size)
     try:
@@ -284,7 +292,7 @@ def iter_batches(
         raise LoadError("read", f"{uri}: the compressed data is corrupt or truncated ({exc})") from exc
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         stream.close()
-        raise _locate(open_stream, ev, uri, exc, block_size, origin or {}) from exc
+        raise _locate(open_stream, ev, layout, uri, exc, block_size, origin or {}) from exc
     finally:
         stream.close()
 
@@ -336,6 +344,7 @@ def _first_bad(values: pa.Array, target: pa.DataType) -> int | None:
 def _locate(
     open_stream: Callable[[], io.IOBase],
     ev: LoadEvent,
+    layout: Layout,
     uri: str,
     original: Exception,
     block_size: int = DEFAULT_BLOCK_SIZE,
@@ -345,15 +354,15 @@ def _locate(
     longer than the read block, which the threaded parser cannot hold)."""
     too_long = "straddl" in str(original)
     log.info("%s: a row failed (%s); re-reading to find its line", uri, original)
-    raw = {c.name: pa.binary() for c in ev.schema}
-    read, parse, convert = _options(ev, block_size=DEFAULT_BLOCK_SIZE, use_threads=False, types=raw)
+    raw = {name: pa.binary() for name in layout.read_names}
+    read, parse, convert = _options(ev, layout, block_size=DEFAULT_BLOCK_SIZE, use_threads=False, types=raw)
     convert = pacsv.ConvertOptions(column_types=raw, strings_can_be_null=False, check_utf8=False)
     rows = 0
     stream = open_stream()
     try:
         for batch in pacsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert):
             if too_long:
-                sizes = [pc.binary_length(batch.column(c.name)) for c in ev.schema]
+                sizes = [pc.binary_length(batch.column(name)) for name in layout.read_names]
                 width = sizes[0] if len(sizes) == 1 else pc.add(sizes[0], sizes[1])
                 for extra in sizes[2:]:
                     width = pc.add(width, extra)
@@ -365,7 +374,7 @@ def _locate(
                         f"{uri}: line {_line_of(ev, rows + n)}: the row is {width[n].as_py()} bytes, longer "
                         f"than the {block_size}-byte read block",
                     )
-            for col in ev.schema:
+            for col in layout.read_columns:
                 target = arrow_type(col.type)
                 bad = _first_bad(batch.column(col.name), target)
                 if bad is not None:

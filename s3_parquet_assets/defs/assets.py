@@ -58,7 +58,7 @@ from s3_parquet_assets.core import (
     new_load_id,
     run_load,
 )
-from s3_parquet_assets.core.pipeline import PARAM_LOAD_ID, PARAM_ROWS
+from s3_parquet_assets.core.pipeline import COLUMN_REPORTS, PARAM_LOAD_ID, PARAM_ROWS
 
 from . import lambda_run
 from .checks import CHECK_NAMES, DayState, check_specs, evaluate_checks, inspect_day
@@ -126,6 +126,7 @@ def table_metadata(result: LoadResult) -> dict[str, Any]:
         "load_id": result.load_id,
         "previous_location": result.previous_location or "-",
         "removed_objects": MetadataValue.int(result.removed_objects),
+        **{name: ", ".join(getattr(result, name)) or "-" for name in COLUMN_REPORTS},
         "skipped": False,
     }
 

@@ -168,6 +168,18 @@ def _declared(ev: LoadEvent, state: DayState) -> pa.Schema:
     return pa.schema([pa.field(n, arrow_type(t)) for n, t in columns])
 
 
+def _with_added(ev: LoadEvent, state: DayState, declared: pa.Schema, found: pa.Schema) -> pa.Schema:
+    """``declared``, followed by the columns ``extra_columns: add`` appended to this file: header
+    columns the schema does not declare, which the load added to the Glue table as string."""
+    if ev.extra_columns != "add":
+        return declared
+    added = {n for n in state.glue_columns if n not in declared.names and n not in ev.partitions_cols}
+    tail = found.names[len(declared) :]
+    if not tail or not set(tail) <= added:
+        return declared
+    return pa.schema([*declared, *(pa.field(n, pa.string()) for n in tail)])
+
+
 def _normal(t: pa.DataType) -> pa.DataType:
     return pa.string() if pa.types.is_large_string(t) else t
 
@@ -248,7 +260,7 @@ def _schema(ev: LoadEvent, state: DayState, base: Mapping[str, Any]) -> CheckOut
         return CheckOutcome(SCHEMA_MATCHES, False, "no Parquet file at the registered location", meta)
     problems: list[str] = []
     for f in state.files:
-        diffs = _schema_diff(declared, f.schema)
+        diffs = _schema_diff(_with_added(ev, state, declared, f.schema), f.schema)
         if diffs:
             problems.append(f"{f.uri}: {'; '.join(diffs)}")
     meta["parquet"] = ", ".join(f"{fld.name}:{fld.type}" for fld in state.files[0].schema)

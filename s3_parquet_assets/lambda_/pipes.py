@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..core.pipeline import COLUMN_REPORTS
 from .clients import get_clients
 from .failures import LoadFailedError
 
@@ -94,6 +95,8 @@ def pipes_metadata(result: Mapping[str, Any], budget: int = PIPES_TAIL_BUDGET - 
     }
     meta["seconds"]["raw_value"] = float(meta["seconds"]["raw_value"] or 0.0)
     meta["previous_location"]["raw_value"] = meta["previous_location"]["raw_value"] or "-"
+    for name in COLUMN_REPORTS:
+        meta[name] = {"raw_value": ", ".join(result.get(name) or []) or "-", "type": "text"}
     meta["skipped"] = {"raw_value": False, "type": "bool"}
     limit = 512
     while len(json.dumps(meta)) > budget and limit > 16:

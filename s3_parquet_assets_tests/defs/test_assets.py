@@ -14,7 +14,7 @@ from dagster import AssetKey, AssetSelection, DagsterInstance, ExecuteInProcessR
 from s3_parquet_assets.core import handle_event
 from s3_parquet_assets.defs.checks import CHECK_NAMES
 
-from ..helpers import DB, DST, SRC, Lake, gz
+from ..helpers import DB, DST, SRC, Lake, gz, zipped
 from ..three_tables import NAMES, TABLES_YAML, source_keys, stage_day, write_tables_file
 from .conftest import Runner, component_defs, spec
 
@@ -285,3 +285,24 @@ def test_a_names_only_table_continued_from_a_typed_glue_table_passes_its_checks(
     assert {(DAY, name) for name in CHECK_NAMES} <= set(checks(result))
     rows = lake.read_table_day("sales", DAY)
     assert isinstance(rows[0]["id"], int) and isinstance(rows[0]["amount"], float)
+
+
+def test_an_added_column_is_reported_and_passes_schema_matches(
+    lake: Lake, tmp_path: Path, instance: DagsterInstance
+) -> None:
+    """customers has a header; its export gains a column `tier` and the table says extra_columns: add."""
+    text = TABLES_YAML.replace("    header: true\n", "    header: true\n    extra_columns: add\n")
+    assert text != TABLES_YAML
+    runner = Runner(component_defs(write_tables_file(tmp_path, text)), instance)
+    csv = "Tier;customer_id;name;signup\ngold;1;Ann;2023-01-10\nsilver;2;Bob;2023-02-11\n"
+    lake.put(f"crm/customers_{DAY}.zip", zipped({f"customers_{DAY}.csv": csv.encode()}))
+    result = runner.run(table("customers"), DAY)
+    assert result.success
+    m = meta(mats(result, table("customers"))[DAY])
+    assert m["file_columns"] == "Tier, customer_id, name, signup"
+    assert m["added_columns"] == "tier"
+    assert (m["ignored_columns"], m["null_columns"]) == ("-", "-")
+    c = checks(result)
+    assert all(c[(DAY, name)].passed for name in CHECK_NAMES), c
+    rows = lake.read_table_day("customers", DAY)
+    assert sorted((r["customer_id"], r["tier"]) for r in rows) == [(1, "gold"), (2, "silver")]
