@@ -263,18 +263,21 @@ def _reading(batches: Iterator[pa.RecordBatch], uri: str) -> Iterator[pa.RecordB
     (not as a failed upload, which is what the write loop around it would say)."""
     try:
         yield from batches
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("AccessDenied", "403"):
-            raise LoadError(
-                "read",
-                f"cannot read {uri}: access denied ({code}, 403); grant s3:GetObject on it (S3 also "
-                "answers 403 for a key deleted since it was listed when the caller lacks an unconditioned "
-                "s3:ListBucket)",
-            ) from exc
-        raise LoadError("read", f"cannot read {uri}: {exc}") from exc
-    except BotoCoreError as exc:
-        raise LoadError("read", f"cannot read {uri}: {exc}") from exc
+    except (ClientError, BotoCoreError) as exc:
+        raise _read_error(uri, exc) from exc
+
+
+def _read_error(uri: str, exc: ClientError | BotoCoreError) -> LoadError:
+    """An AWS error while reading the source ``uri`` (a 403 names the permission it needs)."""
+    code = str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+    if code in ("AccessDenied", "403"):
+        return LoadError(
+            "read",
+            f"cannot read {uri}: access denied ({code}, 403); grant s3:GetObject on it (S3 also "
+            "answers 403 for a key deleted since it was listed when the caller lacks an unconditioned "
+            "s3:ListBucket)",
+        )
+    return LoadError("read", f"cannot read {uri}: {exc}")
 
 
 def _peek(batches: Iterator[pa.RecordBatch]) -> tuple[pa.RecordBatch | None, Iterator[pa.RecordBatch]]:
@@ -289,7 +292,7 @@ def _read_header(open_stream: Callable[[], Any], ev: LoadEvent, uri: str) -> tup
     try:
         return read_layout(open_stream, ev, uri)
     except (ClientError, BotoCoreError) as exc:
-        raise LoadError("read", f"cannot read {uri}: {exc}") from exc
+        raise _read_error(uri, exc) from exc
 
 
 def _needs_wrangler(
