@@ -12,9 +12,10 @@ from .deadline import DeadlineReached, deadline_from_remaining_ms
 from .errors import LoadError, Stage
 from .event import Column, LoadEvent, parse_event, yesterday
 from .lease import LeaseHeld
-from .pipeline import LoadResult, Tuning, error_response, handle_event, loaded_etag, new_load_id, run_load
+from .pipeline import LoadResult, error_response, handle_event, loaded_etag, new_load_id, run_load
 from .source import NoExportError, SourceObject, find_latest, newest_export
 from .tables import Tables, TableSpec, parse_tables, read_tables, table_from_settings
+from .tuning import Tuning
 
 __all__ = [
     "AwsClients",

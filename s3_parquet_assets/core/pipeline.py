@@ -43,7 +43,6 @@ from .memory import configure_memory
 from .reader import (
     apply_transform,
     arrow_schema,
-    check_read_ahead,
     glue_type_of,
     iter_batches,
     load_transform,
@@ -53,6 +52,7 @@ from .reader import (
 from .s3io import S3SeekableReader
 from .schema import ColumnPlan, infer_columns, plan_columns
 from .source import SourceObject, find_latest
+from .tuning import Tuning
 from .writer import DatasetWriter, WrittenFile, write_all
 
 # Glue partition parameters the loader records (who loaded the day, from what).
@@ -77,44 +77,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """Performance knobs (defaults chosen by measurement; see benchmarks/README.md).
-
-    On two cores the best split measured was one core parsing (pyarrow's serial CSV reader) and one
-    encoding Parquet (the writer thread): as fast as the threaded parser and 15-20 % less memory.
-    Between them sit about one row group of parsed batches (``queue_depth`` of 4 MiB blocks): the
-    encoder takes a whole row group at once, and with less slack the parser stalls while it encodes
-    and the encoder then waits for the parser (1 GiB csv, encoder busy 5.3 of 7.2 s at 4 batches).
-    36 MiB row groups (~380 k rows here) with 7 batches of slack: 7.9-8.2 s at 327-348 MB, against
-    8.2-8.5 s at 330-350 MB with 48 MiB and 4 (48 MiB and 10: 7.8 s but 360-410 MB). Files roll
-    at 128 MiB so their uploads complete during the load, not after it; three 8 MiB parts in flight.
-    ``read_ahead_blocks`` bounds the raw bytes fetched ahead of the parser. 2 (the least that keeps the
-    parser going: it reads one block past the rows it yields) against 4, 1 GiB loads alternated on one
-    machine: gz 333-340 vs 382-391 MB, zip 329-342 vs 387-405 MB, csv 348-365 vs 357-373 MB, and no
-    slower (gz 7.96-8.11 vs 8.04-8.25 s, zip 8.95-10.09 vs 9.57-11.32 s).
-    """
-
-    block_size: int = 4 * 1024 * 1024
-    row_group_rows: int = 1_000_000
-    row_group_bytes: int = 36 * 1024 * 1024
-    part_size: int = 8 * 1024 * 1024
-    max_in_flight: int = 3
-    file_bytes: int = 128 * 1024 * 1024
-    threaded: bool = True
-    queue_depth: int = 7
-    csv_threads: bool = False
-    read_ahead_blocks: int = 2
-    tune_memory: bool = True
-    lease_ttl_seconds: float = 300.0
-    stop_margin_seconds: float = 10.0
-    """With a deadline, the load stops once fewer seconds than this are left: the time it keeps to
-    abort its uploads, remove its folder and release its lease."""
-
-    def __post_init__(self) -> None:
-        check_read_ahead(self.read_ahead_blocks)  # at construction, not once the load holds the day
 
 
 # LoadResult's lists of what the export's header held and what the drift policies did with it, which

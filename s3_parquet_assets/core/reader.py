@@ -27,6 +27,7 @@ from .header import Layout, read_layout
 from .inflate import DECOMPRESS_ERRORS, gzip_reader, open_zip_member
 from .s3io import S3SeekableReader, S3StreamReader
 from .source import SourceObject
+from .tuning import DEFAULTS, MIN_READ_AHEAD_BLOCKS, check_read_ahead
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,10 +47,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
-MIN_READ_AHEAD_BLOCKS = 2
-"""The parser reads one block past the rows it yields: with less room ahead, every read would wait
-out the gate's cap (measured: a 1 GiB load at 1 block took 515 s instead of 9)."""
+DEFAULT_BLOCK_SIZE = DEFAULTS.block_size
 _DECIMAL = re.compile(r"^decimal\((\d+),(\d+)\)$")
 _ROW = re.compile(r"Row #(\d+): (.*)", re.S)
 
@@ -234,20 +232,14 @@ def _options(
 _DECOMPRESS_ERRORS = DECOMPRESS_ERRORS
 
 
-def check_read_ahead(blocks: int) -> None:
-    """Refuse a read-ahead below ``MIN_READ_AHEAD_BLOCKS`` (``ValueError``)."""
-    if blocks < MIN_READ_AHEAD_BLOCKS:
-        raise ValueError(f"read_ahead_blocks must be at least {MIN_READ_AHEAD_BLOCKS}, not {blocks}")
-
-
 def iter_batches(
     open_stream: Callable[[], io.IOBase],
     ev: LoadEvent,
     uri: str,
     *,
     block_size: int = DEFAULT_BLOCK_SIZE,
-    use_threads: bool = True,
-    read_ahead_blocks: int = MIN_READ_AHEAD_BLOCKS,
+    use_threads: bool = DEFAULTS.csv_threads,
+    read_ahead_blocks: int = DEFAULTS.read_ahead_blocks,
     layout: Layout | None = None,
     origin: Mapping[str, str] | None = None,
 ) -> Iterator[pa.RecordBatch]:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from .errors import LoadError
 from .memory import trim
 from .s3io import MIN_PART, PartBuffers, S3MultipartWriter
+from .tuning import DEFAULTS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -140,13 +141,13 @@ class DatasetWriter:
         schema: pa.Schema,
         *,
         partition_cols: tuple[str, ...] = (),
-        row_group_rows: int = 1_000_000,
-        row_group_bytes: int = 96 * 1024 * 1024,
-        part_size: int = 16 * 1024 * 1024,
-        max_in_flight: int = 4,
+        row_group_rows: int = DEFAULTS.row_group_rows,
+        row_group_bytes: int = DEFAULTS.row_group_bytes,
+        part_size: int = DEFAULTS.part_size,
+        max_in_flight: int = DEFAULTS.max_in_flight,
         extra: Mapping[str, Any] | None = None,
         max_partitions: int = 200,
-        file_bytes: int = 128 * 1024 * 1024,
+        file_bytes: int = DEFAULTS.file_bytes,
         check: Callable[[WrittenFile], None] | None = None,
     ) -> None:
         self._s3 = s3
@@ -331,7 +332,11 @@ _DONE = object()
 
 
 def write_all(
-    batches: Iterable[pa.RecordBatch], writer: DatasetWriter, *, threaded: bool = True, depth: int = 2
+    batches: Iterable[pa.RecordBatch],
+    writer: DatasetWriter,
+    *,
+    threaded: bool = DEFAULTS.threaded,
+    depth: int = DEFAULTS.queue_depth,
 ) -> None:
     """Feed every batch to ``writer``; with ``threaded``, encode on a second thread so parsing the next
     CSV blocks overlaps encoding and upload. At most ``depth`` batches wait between the two."""
