@@ -17,7 +17,6 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,9 +49,9 @@ def day_range(first: str, last: str, *, max_days: int = MAX_DAYS) -> list[str]:
     """Every day from ``first`` to ``last`` (YYYYMMDD, both included), oldest first.
 
     Raises ``ValueError`` when ``first`` is after ``last`` or the range holds more than ``max_days``."""
-    from .core import window
+    from .core.catchup import as_date, window
 
-    span = (_as_date(last) - _as_date(first)).days + 1
+    span = (as_date(last) - as_date(first)).days + 1
     if span < 1:
         raise ValueError(f"--from {first} is after --to {last}")
     if span > max_days:
@@ -61,10 +60,6 @@ def day_range(first: str, last: str, *, max_days: int = MAX_DAYS) -> list[str]:
             "(split the range into several runs)"
         )
     return window(last, span)
-
-
-def _as_date(day: str) -> date:
-    return date(int(day[:4]), int(day[4:6]), int(day[6:]))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,6 +174,12 @@ def _load_tables(args: argparse.Namespace) -> int:
         spec = _read_tables(args.tables, clients).get(args.table)
     except LoadError as exc:
         return _config_error(exc)
+    early = [day for day in args.days if spec.start_date and day < spec.start_date]
+    if early:
+        return _config_error(
+            f"table {spec.name}: day {early[0]} is before its start_date {spec.start_date} "
+            f"(tables file {args.tables}); no day was loaded"
+        )
     failed: list[str] = []
     for response in load_days(spec, args.days, clients()):
         _print_json(response)
@@ -212,7 +213,7 @@ def _tables(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_error(exc: Exception) -> int:
+def _config_error(exc: Exception | str) -> int:
     print(f"{PROG}: error: {exc}", file=sys.stderr)
     return 1
 

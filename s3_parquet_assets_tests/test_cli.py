@@ -242,6 +242,26 @@ def test_load_refuses_a_bad_tables_file_before_any_day(
     assert lake.clients.glue.get_tables(DatabaseName=DB)["TableList"] == []
 
 
+def test_load_refuses_days_before_the_start_date(
+    lake: Lake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tables = str(write_tables_file(tmp_path))  # sales: start_date "20240101"
+    for day in ("20231231", "20240101", "20240102"):
+        stage_day(lake, day)
+    code, out, err = _main(
+        capsys, "load", "--tables", tables, "--table", "sales", "--from", "20231231", "--to", "20240102"
+    )
+    assert (code, out) == (1, [])
+    assert (
+        f"table sales: day 20231231 is before its start_date 20240101 (tables file {tables}); "
+        "no day was loaded" in err
+    )
+    assert _dst_keys(lake) == []
+    code, out, err = _main(capsys, "load", "--tables", tables, "--table", "sales", "--day", "20240101")
+    assert code == 0, err
+    assert [json.loads(line)["data_ref"] for line in out] == ["20240101"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Usage errors (exit 2, nothing run)
 

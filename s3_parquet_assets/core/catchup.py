@@ -26,20 +26,21 @@ from .pipeline import error_response, handle_event, loaded_etag
 from .source import newest_export
 from .tables import TableSpec
 
-__all__ = ["DayCheck", "catch_up", "check_day", "window"]
+__all__ = ["DayCheck", "as_date", "catch_up", "check_day", "window"]
 
 log = logging.getLogger(__name__)
 
 Verdict = Literal["load", "current", "no export"]
 
 
-def _as_date(day: str) -> date:
+def as_date(day: str) -> date:
+    """A YYYYMMDD day as a date."""
     return date(int(day[:4]), int(day[4:6]), int(day[6:]))
 
 
 def window(end_day: str, days: int, start_date: str | None = None) -> list[str]:
     """``days`` days ending with ``end_day`` (oldest first), none before ``start_date``."""
-    end = _as_date(end_day)
+    end = as_date(end_day)
     out = [(end - timedelta(days=n)).strftime("%Y%m%d") for n in range(days - 1, -1, -1)]
     return [d for d in out if start_date is None or d >= start_date]
 
