@@ -283,3 +283,39 @@ def test_inference_rules(values: list[str], inferred: str) -> None:
 def test_infer_types_needs_a_names_only_schema() -> None:
     with pytest.raises(Exception, match="infer_types"):
         parse_event({**EVENT, "schema": [{"name": "id", "type": "bigint"}], "infer_types": True})
+
+
+def test_infer_types_follows_a_reordered_header_by_name(lake: Lake) -> None:
+    """The file's header lists the columns in another order (and one more): each declared column is
+    typed from its own values, found by name, and the table keeps the schema's order."""
+    n = 20_000
+    lines = ["flag,amount,note,id,customer,ts\n"]
+    for i in range(n):
+        lines.append(
+            f"{'True' if i % 3 else 'False'},{i * 0.5},n{i},{i},c{i % 9},2024-01-15 {i % 24:02d}:{i % 60:02d}:00\n"
+        )
+    lake.put(f"exports/{DAY1}/sales.csv", "".join(lines).encode())
+
+    out = handle_event(
+        {**EVENT, "data_ref": DAY1, "infer_types": True, "header": True, "extra_columns": "ignore"},
+        tuning=SMALL_BLOCKS,
+    )
+
+    assert out["statusCode"] == 200, out
+    assert list(glue_columns(lake).items()) == [
+        ("id", "bigint"),
+        ("ts", "timestamp"),
+        ("customer", "string"),
+        ("amount", "double"),
+        ("flag", "boolean"),
+    ]
+    assert out["result"]["ignored_columns"] == ["note"]
+    rows = sorted(lake.read_catalog(DAY1), key=lambda r: r["id"])
+    assert len(rows) == n
+    assert rows[7] == {
+        "id": 7,
+        "ts": datetime(2024, 1, 15, 7, 7),
+        "customer": "c7",
+        "amount": 3.5,
+        "flag": True,
+    }
