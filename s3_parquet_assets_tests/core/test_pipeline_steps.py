@@ -4,11 +4,15 @@ line), whichever thread or loop they meet in. Either way the day stays exactly a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pandas as pd
+import pytest
+from botocore.exceptions import ClientError
 
-from s3_parquet_assets.core import Tuning, handle_event, make_clients
+from s3_parquet_assets.core import LoadError, Tuning, handle_event, make_clients
+from s3_parquet_assets.core.stage import pulled_as, step
 
 from ..helpers import DAY, TYPED, Lake, csv_rows, event
 from ..reliability.support import BIG_ROWS, TUNE, by_id, noisy_csv, rows_of, session, snapshot
@@ -108,3 +112,40 @@ def test_a_transform_failing_mid_stream_is_a_read_error(lake: Lake) -> None:
     assert f"{URI}: transform failed on batch" in out["body"]
     assert "no row 1000 wanted" in out["body"]
     assert lake.read_catalog() == by_id(rows_of(50))
+
+
+@step("write")
+def _encode(rows: Iterable[int]) -> list[int]:
+    out = []
+    for row in rows:
+        if row < 0:
+            raise ValueError(f"cannot encode {row}")
+        out.append(row)
+    return out
+
+
+def _rows(*values: int, then: Exception | None = None) -> Iterator[int]:
+    yield from values
+    if then is not None:
+        raise then
+
+
+def test_a_step_reports_its_stage_and_pulled_rows_keep_theirs() -> None:
+    assert _encode(pulled_as("read", _rows(1, 2))) == [1, 2]
+    with pytest.raises(LoadError) as err:
+        _encode(pulled_as("read", _rows(1, -2)))
+    assert (err.value.stage, err.value.message) == ("write", "ValueError: cannot encode -2")
+    with pytest.raises(LoadError) as err:
+        _encode(pulled_as("read", _rows(1, then=UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"))))
+    assert err.value.stage == "read" and err.value.message.startswith("UnicodeDecodeError: ")
+    with pytest.raises(LoadError) as err:  # a LoadError keeps its own stage through any step
+        _encode(pulled_as("read", _rows(1, then=LoadError("lock", "lease lost"))))
+    assert (err.value.stage, err.value.message) == ("lock", "lease lost")
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetObject")
+    with pytest.raises(LoadError) as err:  # an AWS error takes the text the pull asks for
+        _encode(
+            pulled_as("read", _rows(then=denied), aws=lambda exc: LoadError("read", f"cannot read x: {exc}"))
+        )
+    assert err.value.stage == "read" and err.value.message.startswith(
+        "cannot read x: An error occurred (AccessDenied)"
+    )
