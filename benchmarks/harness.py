@@ -93,12 +93,14 @@ class Case:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.endpoint = ""
         self.loader_endpoint = ""
+        self.link_url = ""
 
     def __enter__(self) -> Case:
         try:
             self.endpoint = self.start_moto()
             key = self.stage()
-            self.loader_endpoint = self.start_link(key) if self.link else self.endpoint
+            self.link_url = self.start_link(key) if self.link else ""
+            self.loader_endpoint = self.link_url or self.endpoint
         except BaseException:
             self.close()
             raise
@@ -189,6 +191,7 @@ class Case:
         env = {**os.environ, **CREDENTIALS, "AWS_ENDPOINT_URL": self.loader_endpoint}
         env.pop("AWS_PROFILE", None)
         timing = self.work / "time.txt"
+        servers_before = [cpu_seconds(p.pid) for p in self.procs]
         try:
             proc = subprocess.run(
                 ["/usr/bin/time", "-v", "-o", str(timing), *cmd, json.dumps(EVENT)],
@@ -212,7 +215,10 @@ class Case:
         if not all(got.values()):
             return {"ok": False, "error": f"no /usr/bin/time figures: {t[-300:]}"}
         link = self.link_stats()
+        servers = [round(cpu_seconds(p.pid) - b, 2) for p, b in zip(self.procs, servers_before, strict=True)]
         return {
+            "moto_cpu_s": servers[0],
+            **({"link_cpu_s": servers[1]} if len(servers) > 1 else {}),
             **({"link": link} if link else {}),
             "ok": True,
             "wall": seconds(got["wall"][1]),  # type: ignore[index]
@@ -223,9 +229,9 @@ class Case:
 
     def link_stats(self) -> dict[str, int]:
         """What the loader asked of the link since the last call (nothing when direct)."""
-        if not self.link:
+        if not self.link_url:
             return {}
-        with urllib.request.urlopen(f"{self.loader_endpoint}/__s3link__/stats", timeout=10) as r:
+        with urllib.request.urlopen(f"{self.link_url}/__s3link__/stats", timeout=10) as r:
             stats: dict[str, int] = json.loads(r.read())
         return stats
 
@@ -252,6 +258,12 @@ class Case:
         )
         part = "dst-bucket/tables/sales/data_ref=20240115"
         return int(ds.dataset(part, filesystem=fs, format="parquet").count_rows())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU-seconds a running process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def keys() -> dict[str, str]:

@@ -137,7 +137,7 @@ def main() -> int:
 
 def shown(r: Row) -> str:
     if not r["ok"]:
-        return f"FAILED {r['error']}"
+        return f"{'not run' if r.get('cannot') else 'FAILED'}: {r['error']}"
     link = f" link: {requests(r)}" if "link" in r else ""
     return f"{r['wall']:.2f}s {r['rss_mb']} MB {r['cpu_s']} CPU-s rows={r['rows']}{link}"
 
@@ -148,9 +148,10 @@ def requests(r: Row) -> str:
     if not s:
         return "-"
     gets = s.get("get", 0) + s.get("ranged_get", 0)
+    cpu = f", link {r['link_cpu_s']} CPU-s" if "link_cpu_s" in r else ""
     return (
         f"{s.get('requests', 0)} req, {gets} GET ({s.get('ranged_get', 0)} ranged), "
-        f"{s.get('bytes_out', 0) / 1e6:.0f} MB down, {s.get('bytes_in', 0) / 1e6:.0f} MB up"
+        f"{s.get('bytes_out', 0) / 1e6:.0f} MB down, {s.get('bytes_in', 0) / 1e6:.0f} MB up{cpu}"
     )
 
 
