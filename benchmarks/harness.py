@@ -25,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 import boto3
+from botocore.config import Config
 
 HERE = Path(__file__).resolve().parent
 SCHEMA = ["id", "event_ts", "customer", "amount", "category", "quantity", "flag", "description"]
@@ -178,7 +179,8 @@ class Case:
         if not url.startswith("http://"):
             raise RuntimeError(f"s3link did not start (printed {url!r})")
         # the link copies the source once, before any loader runs: no loader pays for that copy
-        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", **keys())
+        patient = Config(read_timeout=900, retries={"max_attempts": 1})  # a 4 GiB copy takes a while
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", config=patient, **keys())
         s3.head_object(Bucket="src-bucket", Key=key)
         return url
 

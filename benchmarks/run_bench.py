@@ -311,7 +311,7 @@ def render(rows: list[Row], ref: list[Row]) -> str:
                 if r is None:
                     bad = failed.get((mode, mb, fmt, loader))
                     if bad is not None:
-                        why = str(bad["error"]).replace("|", "/")[:120]
+                        why = " ".join(str(bad["error"]).replace("|", "/").split())[:120]
                         what = "cannot" if bad.get("cannot") else "failed"
                         out.append(
                             f"| {mb:g} | {fmt} | {loader} | - | - | - | - | - | {what}: {why} "
