@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck security audit pytest demo dev bench lambda-zip stack lint-deploy clean layer-venv
+.PHONY: install test lint typecheck security audit pytest demo dev bench bench-venv lambda-zip stack lint-deploy clean layer-venv
 
 # What the Lambda function runs on, for the packaged-zip tests: the managed layer's pyarrow, pandas,
 # numpy and awswrangler and the runtime's boto3/botocore (deploy/layer-requirements.txt, every
@@ -86,12 +86,28 @@ demo: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/python -m s3_parquet_assets.demo dev
 
-# Performance: this loader beside seed_lambda.py and arrow_stream.py (../shared/bench), 256 MiB and
-# 1 GiB, csv/gz/zip, plus the 1 MiB fixed-cost case. BENCH_MB=4096 make bench for the big case.
+# Performance: this loader beside seed_lambda.py, arrow_stream.py, polars_stream.py and
+# duckdb_stream.py (../shared/bench), 256 MiB and 1 GiB, csv/gz/zip, plus the 1 MiB fixed-cost case.
+# BENCH_MB=4096 make bench for the big case; BENCH_LINK=s3 make bench runs the loaders through the S3
+# link model (benchmarks/s3link.py; BENCH_LINK_LATENCY_MS=30, BENCH_LINK_MBPS=90 by default). The
+# peers and the harness run from their own environment (.venv-bench, benchmarks/requirements.txt),
+# this project's loader from .venv.
 BENCH_MB ?= 256,1024
-bench: $(STAMP)
-	BENCH_MB=$(BENCH_MB) $(BIN)/python benchmarks/run_bench.py --small
-	$(BIN)/python benchmarks/plot.py
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+
+$(BENCH_STAMP): benchmarks/requirements.txt
+	rm -rf $(BENCH_VENV)
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/requirements.txt
+	$(BENCH_VENV)/bin/python benchmarks/check_env.py
+	touch $(BENCH_STAMP)
+
+bench-venv: $(BENCH_STAMP)
+
+bench: $(STAMP) $(BENCH_STAMP)
+	BENCH_MB=$(BENCH_MB) $(BENCH_VENV)/bin/python benchmarks/run_bench.py --small --ours $(BIN)/s3-parquet-assets
+	$(BENCH_VENV)/bin/python benchmarks/plot.py
 
 clean:
-	rm -rf $(VENV) $(LAYER_VENV) $(OLD_BOTOCORE) deploy/build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LAYER_VENV) $(OLD_BOTOCORE) $(BENCH_VENV) deploy/build .pytest_cache .mypy_cache .ruff_cache
