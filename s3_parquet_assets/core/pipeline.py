@@ -332,7 +332,12 @@ def _infer(clients: AwsClients, plan: ColumnPlan, src: SourceObject, tune: Tunin
     closed; the load reads the export again, typed, from the start)."""
     ev = plan.event
     first = read_first_block(
-        lambda: open_source(clients.s3, src, ev), ev, src.uri, block_size=tune.block_size
+        lambda: open_source(
+            clients.s3, src, ev, range_size=tune.range_size, ranges_in_flight=tune.ranges_in_flight
+        ),
+        ev,
+        src.uri,
+        block_size=tune.block_size,
     )
     inferred = infer_columns(ev, first)
     log.info(
@@ -438,7 +443,17 @@ def _run(
                 log.info("read %d MiB of %s", bytes_read >> 20, src.uri)
                 next_log += 64 * 1024 * 1024
 
-        layout, opener = _read_header(lambda: open_source(clients.s3, src, ev, on_read=on_read), ev, src.uri)
+        def open_stream() -> Any:
+            return open_source(
+                clients.s3,
+                src,
+                ev,
+                on_read=on_read,
+                range_size=tune.range_size,
+                ranges_in_flight=tune.ranges_in_flight,
+            )
+
+        layout, opener = _read_header(open_stream, ev, src.uri)
         if layout.added and transform is None:
             try:
                 catalog.check_added_columns(table_def, ev.database, ev.table, layout.added, src.uri)
