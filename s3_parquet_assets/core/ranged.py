@@ -2,8 +2,12 @@
 
 :class:`RangedReader` hands out the span's bytes in order. It starts as one streaming GET read by
 the caller, which is all a load needs while the consumer (parser, inflater) is slower than the link.
-When the consumer is starved instead (it waits on the socket for most of the time it reads), the
-stream is cut ``range_size`` bytes further on and the rest of the span is fetched as ranged GETs of
+When the consumer is starved instead (it waits on the socket for most of the time it reads), one
+ranged GET of the next ``range_size`` bytes after those is tried. Ranges pay when that GET's first
+byte comes sooner than one stream would deliver a range (S3: tens of ms against ~90 ms for 8 MiB at
+~90 MB/s); an endpoint that answers a ranged GET slowly (an emulator copying the whole object for
+each) fails the test, the try is dropped and the load stays on its one stream. When ranges pay, the
+stream is cut where the tried range starts and the rest of the span is fetched as ranged GETs of
 ``range_size`` bytes, at most ``ranges_in_flight`` of them (the first stream counted) in flight at
 once on worker threads, each a streaming GET read incrementally into its own buffer.
 
@@ -76,6 +80,8 @@ class _Range:
         self.offset = 0  # bytes of the first chunk already handed out
         self.filled = start  # the next byte the worker will append
         self.error: BaseException | None = None
+        self.first_byte: float | None = None  # seconds its GET took to answer (the first time)
+        self.dropped = False  # no longer wanted: the worker stops
         self.cond = threading.Condition()
 
 
@@ -121,10 +127,12 @@ class RangedReader(io.RawIOBase):
         self._window_start = 0.0
         self._window_bytes = 0
         self._waited = 0.0
+        self._per_byte = 0.0  # the stream's seconds per byte while the consumer waited on it
+        self._probe: _Range | None = None  # a ranged GET tried while the stream goes on
+        self._ranges_pay: bool | None = None  # None: not known yet
         # the ranges after it, fetched by workers
         self._ranges: collections.deque[_Range] = collections.deque()
         self._next = self._end  # first byte not yet given to the stream or a range
-        self._parallel = False
         self._pool: ThreadPoolExecutor | None = None
         self._stop = threading.Event()
 
@@ -182,30 +190,67 @@ class RangedReader(io.RawIOBase):
         self._window_bytes += len(data)
         if self._pos + len(data) >= self._stream_stop:
             self._close_body()
-        elif not self._parallel and self._window_bytes >= self._range_size:
-            self._check_starved(self._pos + len(data))
+        elif self._probe is not None:
+            self._judge_probe(self._pos + len(data))
+        elif self._ranges_pay is None and self._window_bytes >= self._range_size:
+            self._check_starved(self._pos + len(data), len(data))
         return data
 
-    def _check_starved(self, pos: int) -> None:
-        """After each ``range_size`` bytes of the stream: go parallel if the consumer mostly waited."""
+    def _check_starved(self, pos: int, read: int) -> None:
+        """After each ``range_size`` bytes of the stream: try a range if the consumer mostly waited
+        (far enough ahead of ``pos`` that reads of ``read`` bytes do not reach it before it answers)."""
         elapsed = time.monotonic() - self._window_start
         share = self._waited / elapsed if elapsed > 0 else 0.0
+        per_byte = self._waited / max(1, self._window_bytes)
         self._window_start, self._window_bytes, self._waited = time.monotonic(), 0, 0.0
         log.debug("%s: waited on the stream %.0f%% of the time up to byte %d", self.uri, 100 * share, pos)
-        if share < _STARVED or self._in_flight < 2:
+        start = pos + max(self._range_size, 2 * read)
+        if share < _STARVED or self._in_flight < 2 or self._probe is not None or start >= self._end:
             return
-        self._parallel = True
-        self._stream_stop = min(self._end, pos + self._range_size)
-        self._next = self._stream_stop
+        self._per_byte = per_byte
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self._in_flight, thread_name_prefix="s3-range")
+        self._probe = _Range(start, min(self._end, start + self._range_size))
+        self._pool.submit(self._fetch, self._probe)
+
+    def _judge_probe(self, pos: int) -> None:
+        """Once the tried range's GET has answered: go parallel if ranges pay (and the stream, now at
+        ``pos``, has not reached the range yet), else drop it."""
+        probe = self._probe
+        assert probe is not None
+        with probe.cond:
+            if probe.first_byte is None and probe.error is None:
+                return
+        if probe.error is not None:
+            raise probe.error
+        assert probe.first_byte is not None
+        on_stream = self._per_byte * (probe.stop - probe.start)
+        self._ranges_pay = probe.first_byte < on_stream
+        self._probe = None
+        if not self._ranges_pay or pos > probe.start:
+            probe.dropped = True
+            log.info(
+                "%s: a ranged GET answered in %.3f s, one stream moves a range in %.3f s: %s",
+                self.uri,
+                probe.first_byte,
+                on_stream,
+                "staying on one stream" if not self._ranges_pay else "the stream got there first",
+            )
+            if self._ranges_pay:
+                self._ranges_pay = None  # paid, but too late for this one: try again later
+            return
+        self._stream_stop = probe.start
+        self._next = probe.stop
+        self._ranges.append(probe)
         log.info(
-            "%s: the reader waited %.0f%% of the time on one stream; fetching the rest in ranges of "
-            "%d bytes, %d in flight",
+            "%s: the reader waited on one stream; a ranged GET answered in %.3f s against %.3f s for "
+            "a range on the stream: fetching the rest in ranges of %d bytes, %d in flight",
             self.uri,
-            100 * share,
+            probe.first_byte,
+            on_stream,
             self._range_size,
             self._in_flight,
         )
-        self._pool = ThreadPoolExecutor(max_workers=self._in_flight, thread_name_prefix="s3-range")
         self._schedule()
 
     def _close_body(self) -> None:
@@ -229,11 +274,15 @@ class RangedReader(io.RawIOBase):
         """Worker: fill ``rng``, opening its GET again where it dropped (alone, bounded attempts)."""
         attempts = 0
         try:
-            while rng.filled < rng.stop and not self._stop.is_set():
+            while rng.filled < rng.stop and not (self._stop.is_set() or rng.dropped):
                 try:
+                    began = time.monotonic()
                     body = self._get(rng.filled, rng.stop)
+                    if rng.first_byte is None:
+                        with rng.cond:
+                            rng.first_byte = time.monotonic() - began
                     try:
-                        while rng.filled < rng.stop and not self._stop.is_set():
+                        while rng.filled < rng.stop and not (self._stop.is_set() or rng.dropped):
                             data = body.read(min(_READ, rng.stop - rng.filled))
                             if not data:
                                 raise _ShortBody(f"the body ended {rng.stop - rng.filled} bytes early")
@@ -312,6 +361,8 @@ class RangedReader(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self._stop.set()
+            if self._probe is not None:
+                self._probe.dropped = True
             self._close_body()
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
