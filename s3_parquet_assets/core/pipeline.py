@@ -287,7 +287,14 @@ def _open_export(
     on_read: Callable[[int], None] | None = None,
 ) -> Callable[[], Any]:
     """How the export is opened: every read of it (inference, header, rows) goes through here."""
-    return lambda: open_source(clients.s3, src, ev, on_read=on_read)
+    return lambda: open_source(
+        clients.s3,
+        src,
+        ev,
+        on_read=on_read,
+        range_size=tune.range_size,
+        ranges_in_flight=tune.ranges_in_flight,
+    )
 
 
 def _infer(clients: AwsClients, plan: ColumnPlan, src: SourceObject, tune: Tuning) -> ColumnPlan:

@@ -25,7 +25,8 @@ from .errors import LoadError
 from .event import Column, LoadEvent, validate_glue_name
 from .header import Layout, read_layout
 from .inflate import DECOMPRESS_ERRORS, gzip_reader, open_zip_member
-from .s3io import S3SeekableReader, S3StreamReader
+from .ranged import RangedReader
+from .s3io import S3SeekableReader
 from .source import SourceObject
 from .tuning import DEFAULTS, MIN_READ_AHEAD_BLOCKS, check_read_ahead
 
@@ -113,18 +114,41 @@ def _extra(ev: LoadEvent) -> dict[str, Any]:
 
 
 def open_source(
-    s3: S3Client, src: SourceObject, ev: LoadEvent, *, on_read: Callable[[int], None] | None = None
+    s3: S3Client,
+    src: SourceObject,
+    ev: LoadEvent,
+    *,
+    on_read: Callable[[int], None] | None = None,
+    range_size: int = DEFAULTS.range_size,
+    ranges_in_flight: int = DEFAULTS.ranges_in_flight,
 ) -> io.IOBase:
     """Open the source object as a stream of CSV bytes, decompressing ``.gz`` and ``.zip`` on the fly.
 
-    A zip is read through ranged GETs: its central directory first, then the chosen member as one
-    stream (never the whole archive).
+    The bytes come from a :class:`.ranged.RangedReader` (one streaming GET, then up to
+    ``ranges_in_flight`` ranged GETs of ``range_size`` bytes when the parser waits on the link); for a
+    zip, the central directory and the member's local header are read first through small ranged GETs,
+    then the member's compressed bytes alone that way (never the whole archive). ``on_read`` is told
+    the size of every read handed to the parser or inflater.
     """
+
+    def span(start: int = 0, stop: int | None = None) -> RangedReader:
+        return RangedReader(
+            s3,
+            src.bucket,
+            src.key,
+            etag=src.etag,
+            size=src.size,
+            start=start,
+            end=stop,
+            extra=_extra(ev),
+            range_size=range_size,
+            ranges_in_flight=ranges_in_flight,
+            on_read=on_read,
+        )
+
     key = src.key.lower()
     if key.endswith(".zip"):
-        raw = S3SeekableReader(
-            s3, src.bucket, src.key, etag=src.etag, size=src.size, extra=_extra(ev), on_read=on_read
-        )
+        raw = S3SeekableReader(s3, src.bucket, src.key, etag=src.etag, size=src.size, extra=_extra(ev))
         try:
             archive = zipfile.ZipFile(raw)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -152,12 +176,10 @@ def open_source(
                 )
             member = csvs[0]  # one CSV beside a README or manifest
         try:
-            return open_zip_member(archive, raw, member)
+            return open_zip_member(archive, raw, member, open_span=span)
         except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as exc:
             raise LoadError("read", f"{src.uri}: cannot open zip member {member!r}: {exc}") from exc
-    stream = S3StreamReader(
-        s3, src.bucket, src.key, etag=src.etag, size=src.size, extra=_extra(ev), on_read=on_read
-    )
+    stream = span()
     if key.endswith((".gz", ".gzip")):
         return gzip_reader(stream)
     return stream

@@ -173,8 +173,11 @@ class S3SeekableReader(S3StreamReader):
 
     def read(self, size: int = -1) -> bytes:
         # Small reads away from the stream (zip directory, footers) use a bounded range so they do not
-        # open a GET to the end of a large object.
-        if size is not None and 0 <= size <= 1 << 20 and (self._body is None or self._body_pos != self._pos):
+        # open a GET to the end of a large object; so does a read of the rest when little is left
+        # (zipfile reads its end record that way).
+        if size is None or size < 0:
+            size = -1 if self.size - self._pos > 1 << 20 else self.size - self._pos
+        if 0 <= size <= 1 << 20 and (self._body is None or self._body_pos != self._pos):
             end = min(self._pos + size, self.size) - 1
             if end < self._pos:
                 return b""

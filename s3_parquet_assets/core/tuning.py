@@ -45,9 +45,11 @@ class Tuning:
     csv_threads: bool = False
     """pyarrow's threaded CSV parser instead of its serial one."""
     range_size: int = 8 * _MiB
-    """Bytes per ranged GET when the source is fetched in parallel ranges."""
+    """Bytes per ranged GET when the source is fetched in parallel ranges (:mod:`.ranged`)."""
     ranges_in_flight: int = 4
-    """Ranged GETs of the source in flight at once (1: one streaming GET)."""
+    """GETs of the source in flight at once, the first stream counted, once the parser waits on one
+    stream and a ranged GET answers sooner than that stream moves a range (1: one streaming GET).
+    Fetched bytes held: at most ``ranges_in_flight * range_size``."""
 
     # -- encoding and writing ----------------------------------------------------------------
     row_group_rows: int = 1_000_000
