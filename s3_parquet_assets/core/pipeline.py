@@ -476,6 +476,7 @@ def _run(
             file_bytes=tune.file_bytes,
             extra=_extra_put_args(ev),
             check=lambda written: _verify(clients, ev, written),
+            encoders=tune.encoder_threads,
         )
         try:
             try:
