@@ -1,7 +1,8 @@
-"""Parquet writing: record batches -> snappy Parquet objects on S3, one per partition, streamed.
+"""Parquet writing: record batches -> snappy Parquet objects on S3, streamed, split by partition.
 
-Batches are gathered into row groups of a useful size (not one per CSV block), encoded on a writer
-thread while the next blocks parse, and uploaded as multipart parts with a bounded number in flight.
+Batches are gathered into row groups of a useful size (not one per CSV block), encoded on one or
+more encoder threads while the next blocks parse (each encoder fills its own files, so the files of
+a partition fill in parallel), and uploaded as multipart parts with one bound on the parts in flight.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def dictionary_columns(sample: pa.RecordBatch, schema: pa.Schema) -> list[str] |
 
     A column whose values are mostly distinct (ids, timestamps, free keys) only fills the writer's
     dictionary until it overflows and falls back to plain encoding in every row group: wasted work
-    (measured: 15 % of the encode time on the benchmark export) and often a larger file. Columns
+    (see ``benchmarks/README.md``) and often a larger file. Columns
     with at most ``DICTIONARY_MAX_DISTINCT`` distinct values in the sample keep the dictionary. A
     sample under 1000 rows says little, so every column keeps it (``True``).
     """
