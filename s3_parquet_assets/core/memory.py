@@ -27,7 +27,7 @@ import threading
 
 import pyarrow as pa
 
-__all__ = ["ARROW_DECAY_MS", "MMAP_THRESHOLD", "configure_memory", "trim"]
+__all__ = ["ARENA_MAX", "ARROW_DECAY_MS", "MMAP_THRESHOLD", "configure_memory", "trim"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,12 @@ ARROW_DECAY_MS = 300
 MMAP_THRESHOLD = 16 * 1024 * 1024
 """glibc allocations above this are mapped on their own (and unmapped on free)."""
 
+ARENA_MAX = 1
+"""glibc malloc arenas: one, shared by every thread. With an arena per thread (glibc's default) each
+encoder and upload thread keeps its own freed blocks, and the peak grows with the thread count."""
+
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _done = False
 _libc: ctypes.CDLL | None = None
 _lock = threading.Lock()
@@ -61,6 +66,7 @@ def configure_memory(mmap_threshold: int = MMAP_THRESHOLD, decay_ms: int = ARROW
             try:
                 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
                 libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
+                libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
                 libc.malloc_trim.argtypes = [ctypes.c_size_t]
                 _libc = libc
             except (OSError, AttributeError) as exc:  # musl and friends: keep the defaults

@@ -123,11 +123,14 @@ class DatasetWriter:
     verified by ``check`` when its upload completes. A load smaller than one row group still makes one
     file.
 
-    Memory: a row group holds ``row_group_bytes / encoders`` of Arrow data (or ``row_group_rows /
-    encoders`` rows), so the writer holds at most ``(encoders + 1) * row_group_bytes / encoders`` of
-    Arrow data (one row group being encoded per encoder, plus the one filling), plus one part buffer
-    filling per open file (``encoders`` per partition) and ``max_in_flight`` parts in flight over all
-    files; the batches queued by :func:`write_all` come on top.
+    Memory, as a function of the thread count ``E = encoders``: a row group holds ``row_group_bytes
+    / E`` of Arrow data (or ``row_group_rows / E`` rows), and a lane fills a row group only while it
+    is not encoding one, so the rows held (being encoded or gathering) stay within about
+    ``row_group_bytes`` plus one batch per lane, whatever ``E``. On top: each encoder's own Parquet
+    pages for its open row group, one part buffer filling per open file (``E`` per partition) and
+    ``max_in_flight`` parts in flight over all files; the batches queued by :func:`write_all` come
+    on top of the writer's. So the part of the peak that grows with ``E`` is one part buffer and one
+    encoder's pages per extra encoder.
 
     Parameters
     ----------
