@@ -13,11 +13,13 @@ from .helpers import Lake, event, noisy_rows
 
 # Small blocks, row groups and parts, so a streaming load of 64 MiB holds a few MiB at a time while
 # any whole-object or whole-table read would hold well over 100 MiB more than a 1 MiB load.
+# One encoder: with two (one malloc arena) this load grew +60 to +80 MiB on 2026-12-02, overlapping
+# the whole-object read's +81 to +90, so the probe would no longer tell the two apart.
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would report the pytest parent.
 PROBE = """
 import json, sys
 from s3_parquet_assets.core import Tuning, handle_event
-tuning = Tuning(block_size=1 << 20, row_group_bytes=8 << 20, part_size=5 << 20, max_in_flight=2)
+tuning = Tuning(block_size=1 << 20, row_group_bytes=8 << 20, part_size=5 << 20, max_in_flight=2, encoders=1)
 out = handle_event(json.loads(sys.argv[1]), tuning=tuning)
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"status": out["statusCode"], "rows": out.get("result", {}).get("rows"),
@@ -50,7 +52,7 @@ def test_peak_rss_is_flat_in_the_export_size(lake: Lake) -> None:
     assert big["rows"] == 1_300_000
     grown_mb = (big["maxrss_kb"] - base["maxrss_kb"]) / 1024
     print(f"base {base['maxrss_kb'] >> 10} MiB, 64 MiB export {big['maxrss_kb'] >> 10} MiB")
-    # streaming: a few blocks, one row group and two parts in flight (measured: +14 to +35 MiB in an
+    # streaming, one encoder: a few blocks, one row group and two parts in flight (+14 to +35 MiB in an
     # earlier session; on 2026-12-02 +36 to +45 MiB before the issue-14 core merge and +42 to +67 MiB
     # after it, cause not found: see benchmarks/README.md). A whole-object read holds the export's
     # 64 MiB on top (measured with the source read into a BytesIO first: +81 to +90 MiB, which the

@@ -1,10 +1,10 @@
 """Process memory settings for a flat peak RSS while streaming, at a low page-fault cost.
 
 Two allocators serve a load, and what matters for both is that freed memory is reused, not handed
-back to the OS and faulted in again (a page fault and a zeroed page per 4 KiB, about 1 s of system
-time per GiB when every buffer is fresh).
+back to the OS and faulted in again (a page fault and a zeroed page per 4 KiB when every buffer
+is fresh).
 
-- Python's (glibc malloc) holds what passes through Python: socket reads of one CSV block (4 MiB),
+- Python's (glibc malloc) holds what passes through Python: socket reads of one CSV block,
   the Parquet writer's pages on their way into the multipart part buffers (recycled by the writer).
   A fixed 16 MiB mmap threshold keeps these blocks in the heap, where they are reused; above it
   (or under glibc's default, which moves the threshold around) each one was mapped and unmapped.
@@ -12,9 +12,8 @@ time per GiB when every buffer is fresh).
   best; jemalloc (with a 300 ms decay) is the fallback, the system allocator the last resort.
 
 After every row group, :func:`trim` returns what both allocators hold free to the OS, so the peak is
-the working set rather than what the allocators kept. Measured at 1 GiB csv (benchmarks/README.md):
-jemalloc with a 1 MiB threshold 7.2-7.4 s, 342-391 MB, 660 k page faults; mimalloc with a 16 MiB
-threshold and a release per row group 6.9-7.0 s, 324-344 MB, 180 k page faults.
+the working set rather than what the allocators kept. The measurements behind these choices are in
+``benchmarks/README.md`` ("Tuned defaults: parallel encoding").
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import threading
 
 import pyarrow as pa
 
-__all__ = ["ARROW_DECAY_MS", "MMAP_THRESHOLD", "configure_memory", "trim"]
+__all__ = ["ARENA_MAX", "ARROW_DECAY_MS", "MMAP_THRESHOLD", "configure_memory", "trim"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,12 @@ ARROW_DECAY_MS = 300
 MMAP_THRESHOLD = 16 * 1024 * 1024
 """glibc allocations above this are mapped on their own (and unmapped on free)."""
 
+ARENA_MAX = 1
+"""glibc malloc arenas: one, shared by every thread. With an arena per thread (glibc's default) each
+encoder and upload thread keeps its own freed blocks, and the peak grows with the thread count."""
+
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 _done = False
 _libc: ctypes.CDLL | None = None
 _lock = threading.Lock()
@@ -62,6 +66,7 @@ def configure_memory(mmap_threshold: int = MMAP_THRESHOLD, decay_ms: int = ARROW
             try:
                 libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
                 libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
+                libc.mallopt(_M_ARENA_MAX, ARENA_MAX)
                 libc.malloc_trim.argtypes = [ctypes.c_size_t]
                 _libc = libc
             except (OSError, AttributeError) as exc:  # musl and friends: keep the defaults
@@ -86,9 +91,8 @@ def _arrow_pool(decay_ms: int) -> pa.MemoryPool:
 
 def trim() -> None:
     """Give the memory both allocators hold free back to the OS: glibc's heap pages (``malloc_trim``)
-    and the Arrow pool's (``release_unused``). Called after every row group: it keeps fragmentation
-    from slowly raising the peak over a long load (4 GiB gz peaked at 403 MB without the glibc
-    part) and makes the peak steady (Arrow's part: 1 GiB zip 367-378 MB, without 390-398 MB)."""
+    and the Arrow pool's (``release_unused``). Called after every row group (by each encoder): it
+    keeps fragmentation from slowly raising the peak over a long load and makes the peak steady."""
     if _libc is not None:
         _libc.malloc_trim(0)
     pa.default_memory_pool().release_unused()

@@ -453,6 +453,7 @@ def _write(
         file_bytes=tune.file_bytes,
         extra=_extra_put_args(ev),
         check=lambda written: _verify(clients, ev, written),
+        encoders=tune.encoder_threads,
     )
     upload_error: AwsErrorText = lambda exc: LoadError(  # noqa: E731
         "write", f"upload under s3://{ev.bucket_dstn}/{version_prefix} failed: {exc}"

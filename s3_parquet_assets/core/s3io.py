@@ -419,5 +419,9 @@ class S3MultipartWriter(io.RawIOBase):
             self._buffers.give_back(self._buf)
         self._buf, self._fill = None, 0
         self._parts = []
+        # a part's error, raised through pyarrow, keeps its traceback's frames and so the Parquet
+        # writer holding this sink: a cycle through C++ that no collector sees, left to be torn down
+        # at interpreter exit (where pyarrow aborts the process); dropping it here breaks the cycle
+        self._error = None
         if self._own_pool:
             self._pool.shutdown(wait=False)

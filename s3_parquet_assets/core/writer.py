@@ -1,7 +1,8 @@
-"""Parquet writing: record batches -> snappy Parquet objects on S3, one per partition, streamed.
+"""Parquet writing: record batches -> snappy Parquet objects on S3, streamed, split by partition.
 
-Batches are gathered into row groups of a useful size (not one per CSV block), encoded on a writer
-thread while the next blocks parse, and uploaded as multipart parts with a bounded number in flight.
+Batches are gathered into row groups of a useful size (not one per CSV block), encoded on one or
+more encoder threads while the next blocks parse (each encoder fills its own files, so the files of
+a partition fill in parallel), and uploaded as multipart parts with one bound on the parts in flight.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def dictionary_columns(sample: pa.RecordBatch, schema: pa.Schema) -> list[str] |
 
     A column whose values are mostly distinct (ids, timestamps, free keys) only fills the writer's
     dictionary until it overflows and falls back to plain encoding in every row group: wasted work
-    (measured: 15 % of the encode time on the benchmark export) and often a larger file. Columns
+    (see ``benchmarks/README.md``) and often a larger file. Columns
     with at most ``DICTIONARY_MAX_DISTINCT`` distinct values in the sample keep the dictionary. A
     sample under 1000 rows says little, so every column keeps it (``True``).
     """
@@ -94,18 +95,42 @@ class WrittenFile:
 
 @dataclass
 class _Open:
+    """A file one encoder is filling (only that encoder touches it until the load ends)."""
+
     sink: S3MultipartWriter
     writer: pq.ParquetWriter
     key: str
     values: tuple[str, ...]
-    pending: list[pa.RecordBatch] = field(default_factory=list)
-    pending_rows: int = 0
-    pending_bytes: int = 0
     rows: int = 0
+
+
+@dataclass
+class _Pending:
+    """Rows of one partition waiting to become a row group (shared by the encoders)."""
+
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
 
 
 class DatasetWriter:
     """Writes batches under ``prefix`` as Parquet, split by the extra partition columns (hive style).
+
+    With ``encoders`` above one, several threads call :meth:`write` at once (:func:`write_all` starts
+    them), each with its own ``lane``: the rows of all lanes gather into shared row groups, and the
+    lane whose batch fills a row group encodes it into that lane's own file of the partition. So up to
+    ``encoders`` files per partition fill in parallel, each under its own ``part-NNNNN`` name, each
+    verified by ``check`` when its upload completes. A load smaller than one row group still makes one
+    file.
+
+    Memory, as a function of the thread count ``E = encoders``: a row group holds ``row_group_bytes
+    / E`` of Arrow data (or ``row_group_rows / E`` rows), and a lane fills a row group only while it
+    is not encoding one, so the rows held (being encoded or gathering) stay within about
+    ``row_group_bytes`` plus one batch per lane, whatever ``E``. On top: each encoder's own Parquet
+    pages for its open row group, one part buffer filling per open file (``E`` per partition) and
+    ``max_in_flight`` parts in flight over all files; the batches queued by :func:`write_all` come
+    on top of the writer's. So the part of the peak that grows with ``E`` is one part buffer and one
+    encoder's pages per extra encoder.
 
     Parameters
     ----------
@@ -118,7 +143,8 @@ class DatasetWriter:
     partition_cols
         Columns taken out of the data into the path, in order.
     row_group_rows, row_group_bytes
-        A row group is written when either is reached.
+        The load's row group budget: a row group is written when either bound divided by ``encoders``
+        is reached (so the encoders together hold about one budget's worth).
     part_size, max_in_flight
         Multipart part size and the most parts held in memory at once, over all the load's objects.
     extra
@@ -127,10 +153,12 @@ class DatasetWriter:
         The most partition folders one day may fan out to (bounds memory).
     file_bytes
         A file that reaches this many bytes is finished (its upload completes in the background) and
-        the partition goes on in the next ``part-NNNNN`` file.
+        its lane goes on in the next ``part-NNNNN`` file of the partition.
     check
-        Called with each file once its upload completed (on the background thread, so files finished
+        Called with each file once its upload completed (on a background thread, so files finished
         early are checked while the load goes on); an exception fails :meth:`close`.
+    encoders
+        Threads that may call :meth:`write` at once, each with its own ``lane`` (``0 .. encoders-1``).
     """
 
     def __init__(
@@ -149,40 +177,48 @@ class DatasetWriter:
         max_partitions: int = 200,
         file_bytes: int = DEFAULTS.file_bytes,
         check: Callable[[WrittenFile], None] | None = None,
+        encoders: int = 1,
     ) -> None:
+        if encoders < 1:
+            raise ValueError(f"encoders must be at least 1, not {encoders}")
         self._s3 = s3
         self.bucket = bucket
         self.prefix = prefix
+        self.encoders = encoders
         self._schema = schema
         self._partition_cols = partition_cols
-        self._row_group_rows = row_group_rows
-        self._row_group_bytes = row_group_bytes
+        self._group_rows = max(1, row_group_rows // encoders)
+        self._group_bytes = max(1, row_group_bytes // encoders)
         self._part_size = part_size if not partition_cols else min(part_size, 8 * 1024 * 1024)
         self._extra = dict(extra or {})
         self._max_partitions = max_partitions
         self._file_bytes = file_bytes
         self._check = check
-        self._open: dict[tuple[str, ...], _Open] = {}
+        # guards what the lanes share: the pending row groups, names, counters, the finishing list
+        self._lock = threading.Lock()
+        self._pending: dict[tuple[str, ...], _Pending] = {}
+        self._lanes: list[dict[tuple[str, ...], _Open]] = [{} for _ in range(encoders)]
         self._dictionary: list[str] | bool | None = None  # decided on the first batch, kept for the load
         self._next_index: dict[tuple[str, ...], int] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
-        # one bound for all the load's files: a file finishing while the next one starts (or many
-        # partitions at once) never holds more than ``max_in_flight`` parts in memory together
+        # one bound for all the load's files: files filling in parallel, a file finishing while the
+        # next one starts, or many partitions at once never hold more than ``max_in_flight`` parts
         self._slots = threading.BoundedSemaphore(max_in_flight)
-        # their buffers are recycled: parts in flight, plus one filling per open file, stay mapped
-        self._buffers = PartBuffers(max(self._part_size, MIN_PART), keep=max_in_flight + 1)
-        # finished files complete here, so the encoder never waits for CompleteMultipartUpload
-        self._completer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="s3-complete")
+        # their buffers are recycled: parts in flight, plus one filling per encoder, stay mapped
+        self._buffers = PartBuffers(max(self._part_size, MIN_PART), keep=max_in_flight + encoders)
+        # finished files complete here, so the encoders never wait for CompleteMultipartUpload
+        self._completer = ThreadPoolExecutor(max_workers=encoders, thread_name_prefix="s3-complete")
         self._finishing: list[tuple[_Open, Future[WrittenFile]]] = []
         self.files: list[WrittenFile] = []
         self.rows = 0
 
     # -- writing ---------------------------------------------------------------------------------
-    def write(self, batch: pa.RecordBatch) -> None:
+    def write(self, batch: pa.RecordBatch, *, lane: int = 0) -> None:
+        """Add ``batch``; a row group it completes is encoded here, into ``lane``'s files."""
         if batch.num_rows == 0:
             return
         if not self._partition_cols:
-            self._add((), batch)
+            self._add(lane, (), batch)
             return
         table = pa.Table.from_batches([batch])
         combos = table.group_by(list(self._partition_cols), use_threads=False).aggregate([])
@@ -200,33 +236,64 @@ class DatasetWriter:
             part = table.filter(mask).drop_columns(list(self._partition_cols))
             values = tuple(partition_text(combo[c]) for c in self._partition_cols)
             for piece in part.combine_chunks().to_batches():
-                self._add(values, piece)
+                self._add(lane, values, piece)
 
-    def _add(self, values: tuple[str, ...], batch: pa.RecordBatch) -> None:
+    def _add(self, lane: int, values: tuple[str, ...], batch: pa.RecordBatch) -> None:
         if batch.schema != self._schema:
             batch = batch.cast(self._schema)
-        target = self._open.get(values) or self._start(values, batch)
-        target.pending.append(batch)
-        target.pending_rows += batch.num_rows
-        target.pending_bytes += batch.nbytes
-        self.rows += batch.num_rows
-        if target.pending_rows >= self._row_group_rows or target.pending_bytes >= self._row_group_bytes:
-            self._flush(target)
-        elif len(self._open) > 1:
-            total = sum(o.pending_bytes for o in self._open.values())
-            if total >= self._row_group_bytes:
-                self._flush(max(self._open.values(), key=lambda o: o.pending_bytes))
+        with self._lock:
+            ready = self._gather(values, batch)
+        if ready is not None:
+            self._encode(lane, *ready)
 
-    def _start(self, values: tuple[str, ...], sample: pa.RecordBatch | None = None) -> _Open:
-        if len(self._open) >= self._max_partitions:
-            raise LoadError(
-                "write",
-                f"the day fans out to more than {self._max_partitions} partitions "
-                f"of {list(self._partition_cols)}",
-            )
+    def _gather(
+        self, values: tuple[str, ...], batch: pa.RecordBatch
+    ) -> tuple[tuple[str, ...], _Pending] | None:
+        """Under the lock: add ``batch`` to its partition's pending rows; return a row group that is
+        now due (the partition's, once full, or the largest when all partitions together fill one)."""
+        if values not in self._next_index:
+            if len(self._next_index) >= self._max_partitions:
+                raise LoadError(
+                    "write",
+                    f"the day fans out to more than {self._max_partitions} partitions "
+                    f"of {list(self._partition_cols)}",
+                )
+            self._next_index[values] = 0
+        pending = self._pending.setdefault(values, _Pending())
+        pending.batches.append(batch)
+        pending.rows += batch.num_rows
+        pending.bytes += batch.nbytes
+        self.rows += batch.num_rows
+        if pending.rows >= self._group_rows or pending.bytes >= self._group_bytes:
+            return values, self._pending.pop(values)
+        if len(self._pending) > 1 and sum(p.bytes for p in self._pending.values()) >= self._group_bytes:
+            largest = max(self._pending, key=lambda v: self._pending[v].bytes)
+            return largest, self._pending.pop(largest)
+        return None
+
+    def _encode(self, lane: int, values: tuple[str, ...], group: _Pending) -> None:
+        """Write ``group`` as one row group of ``lane``'s file of the partition (rolled at ``file_bytes``)."""
+        target = self._lanes[lane].get(values) or self._start(lane, values, group.batches[0])
+        table = pa.Table.from_batches(group.batches, schema=self._schema)
+        group.batches.clear()
+        target.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        target.rows += table.num_rows
+        del table
+        trim()
+        if target.sink.tell() >= self._file_bytes:
+            # finished: its upload completes in the background; the lane's next rows start the next file
+            del self._lanes[lane][values]
+            self._finish(target)
+
+    def _start(self, lane: int, values: tuple[str, ...], sample: pa.RecordBatch | None = None) -> _Open:
         folder = "".join(f"{c}={hive_escape(v)}/" for c, v in zip(self._partition_cols, values, strict=True))
-        index = self._next_index.get(values, 0)
-        self._next_index[values] = index + 1
+        with self._lock:
+            index = self._next_index.get(values, 0)
+            self._next_index[values] = index + 1
+            if self._dictionary is None:
+                self._dictionary = True if sample is None else dictionary_columns(sample, self._schema)
+                log.debug("dictionary encoding for %s", self._dictionary)
+            dictionary = self._dictionary
         key = f"{self.prefix}{folder}part-{index:05d}.snappy.parquet"
         sink = S3MultipartWriter(
             self._s3,
@@ -238,42 +305,22 @@ class DatasetWriter:
             slots=self._slots,
             buffers=self._buffers,
         )
-        if self._dictionary is None:
-            self._dictionary = True if sample is None else dictionary_columns(sample, self._schema)
-            log.debug("dictionary encoding for %s", self._dictionary)
         writer = pq.ParquetWriter(
             sink,
             self._schema,
             compression="snappy",
             write_statistics=True,
-            use_dictionary=self._dictionary,
+            use_dictionary=dictionary,
             data_page_size=1024 * 1024,
         )
         opened = _Open(sink=sink, writer=writer, key=key, values=values)
-        self._open[values] = opened
+        self._lanes[lane][values] = opened
         return opened
-
-    def _flush(self, target: _Open) -> None:
-        if not target.pending:
-            return
-        table = pa.Table.from_batches(target.pending, schema=self._schema)
-        target.writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        target.rows += table.num_rows
-        target.pending, target.pending_rows, target.pending_bytes = [], 0, 0
-        del table
-        trim()
-        if target.sink.tell() >= self._file_bytes:
-            self._roll(target)
-
-    def _roll(self, target: _Open) -> None:
-        """Close a file that reached ``file_bytes`` and complete its upload in the background; the next
-        rows of its partition start the next file."""
-        del self._open[target.values]
-        self._finish(target)
 
     def _finish(self, target: _Open) -> None:
         target.writer.close()
-        self._finishing.append((target, self._completer.submit(self._complete, target)))
+        with self._lock:
+            self._finishing.append((target, self._completer.submit(self._complete, target)))
 
     def _complete(self, target: _Open) -> WrittenFile:
         etag = target.sink.complete()
@@ -286,16 +333,18 @@ class DatasetWriter:
 
     # -- finishing -------------------------------------------------------------------------------
     def close(self, *, empty_file: bool = False) -> list[WrittenFile]:
-        """Flush and complete every object. With no rows at all and ``empty_file``, writes one empty
-        Parquet file (so an allowed empty day still has a readable partition)."""
+        """Flush and complete every object (once no lane writes any more). With no rows at all and
+        ``empty_file``, writes one empty Parquet file (so an allowed empty day still has a readable
+        partition)."""
         try:
-            if not self._open and not self._finishing and empty_file and not self._partition_cols:
-                self._start(())
-            for target in list(self._open.values()):
-                self._flush(target)
-                if target.values in self._open:  # not rolled by that last flush
-                    del self._open[target.values]
-                    self._finish(target)
+            nothing = not any(self._lanes) and not self._finishing and not self._pending
+            if nothing and empty_file and not self._partition_cols:
+                self._start(0, ())
+            for values in list(self._pending):  # the last rows of each partition: lane 0 takes them
+                self._encode(0, values, self._pending.pop(values))
+            for lane in self._lanes:
+                for values in list(lane):
+                    self._finish(lane.pop(values))
             for target, future in self._finishing:
                 self.files.append(future.result())
                 log.info(
@@ -315,16 +364,19 @@ class DatasetWriter:
         return self.files
 
     def abort(self) -> None:
-        """Drop every unfinished object (aborting its multipart upload). Objects already completed are
-        left to the caller, which removes the whole load folder."""
+        """Drop every unfinished object (aborting its multipart upload), once no lane writes any more.
+        Objects already completed are left to the caller, which removes the whole load folder."""
         self._completer.shutdown(wait=True, cancel_futures=True)
         for target, future in self._finishing:
             if future.cancelled() or future.exception() is not None:
                 target.sink.abort()
-        for target in self._open.values():
-            target.sink.abort()
-            with contextlib.suppress(Exception):  # release the encoder; the sink discards its bytes
-                target.writer.close()
+        for lane in self._lanes:
+            for target in lane.values():
+                target.sink.abort()
+                with contextlib.suppress(Exception):  # release the encoder; the sink discards its bytes
+                    target.writer.close()
+            lane.clear()
+        self._pending.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -338,8 +390,14 @@ def write_all(
     threaded: bool = DEFAULTS.threaded,
     depth: int = DEFAULTS.queue_depth,
 ) -> None:
-    """Feed every batch to ``writer``; with ``threaded``, encode on a second thread so parsing the next
-    CSV blocks overlaps encoding and upload. At most ``depth`` batches wait between the two."""
+    """Feed every batch to ``writer``; with ``threaded``, encode on ``writer.encoders`` threads (one
+    lane each) so parsing the next CSV blocks overlaps encoding and upload. At most ``depth`` batches
+    wait between the parser and the encoders.
+
+    The first encoder error stops the others (they take no further batch) and the parser (it stops at
+    its next batch); once every encoder has returned it is raised here, and the caller aborts the
+    writer. The parser is never blocked forever: a failed encoder drains the queue.
+    """
     if not threaded:
         for batch in batches:
             writer.write(batch)
@@ -348,27 +406,29 @@ def write_all(
     failure: list[BaseException] = []
     stop = threading.Event()
 
-    def consume() -> None:
+    def consume(lane: int) -> None:
         try:
             while True:
                 item = q.get()
                 if item is _DONE:
                     return
-                if not failure:
-                    writer.write(item)
+                if not stop.is_set():
+                    writer.write(item, lane=lane)
         except BaseException as exc:
             failure.append(exc)
             stop.set()
             while q.get() is not _DONE:  # drain so the producer never blocks forever
                 pass
 
-    worker = threading.Thread(target=consume, name="parquet-writer", daemon=True)
-    worker.start()
+    workers = [
+        threading.Thread(target=consume, args=(lane,), name=f"parquet-encoder-{lane}", daemon=True)
+        for lane in range(writer.encoders)
+    ]
+    for worker in workers:
+        worker.start()
     try:
         for batch in batches:
-            while True:
-                if stop.is_set():
-                    break
+            while not stop.is_set():
                 try:
                     q.put(batch, timeout=0.5)
                     break
@@ -377,7 +437,9 @@ def write_all(
             if stop.is_set():
                 break
     finally:
-        q.put(_DONE)
-        worker.join()
+        for _ in workers:  # one end mark per encoder; each takes exactly one and returns
+            q.put(_DONE)
+        for worker in workers:
+            worker.join()
     if failure:
         raise failure[0]

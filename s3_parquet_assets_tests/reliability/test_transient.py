@@ -8,7 +8,18 @@ import pyarrow.csv as pacsv
 import pytest
 
 from ..helpers import DAY, SRC, Lake, csv_rows, zipped
-from .support import BIG_ROWS, BodyDrops, Flaky, assert_clean_day, by_id, load, noisy_csv, rows_of, session
+from .support import (
+    BIG_ROWS,
+    TUNE,
+    BodyDrops,
+    Flaky,
+    assert_clean_day,
+    by_id,
+    load,
+    noisy_csv,
+    rows_of,
+    session,
+)
 
 KEY = f"exports/{DAY}/sales.csv"
 
@@ -69,7 +80,7 @@ def test_transient_s3_faults_on_every_request_kind(lake: Lake, kind: str, big_ex
     assert lake.read_catalog() == big_expected
     assert lake.read_day_folder() == big_expected
     assert_clean_day(lake, DAY, out["result"])
-    assert out["result"]["files"] == 1
+    assert 1 <= out["result"]["files"] <= TUNE.encoder_threads  # one file per encoder at most: none rolled
 
 
 def test_mixed_faults_and_lost_responses(lake: Lake, big_expected: list) -> None:
