@@ -22,6 +22,7 @@ from s3_parquet_assets.core import AwsClients, Tuning, handle_event, make_client
 from s3_parquet_assets.core.ranged import RangedReader
 
 from ..helpers import SRC, Lake, csv_rows, event, gz, noisy_rows, zipped
+from ..reliability.support import _Raw
 
 KEY = "exports/20240115/sales"
 RANGE = 256 * 1024
@@ -267,13 +268,9 @@ def test_a_403_on_a_later_range_is_access_denied(lake: Lake) -> None:
     link = Link()
     xml = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
 
-    class _Raw:
-        def stream(self, **_: Any) -> Any:
-            yield xml
-
     def deny_the_fourth(request: Any, **_: Any) -> Any:
         if _closed(request) and len(link.closed_ranges()) >= 4:
-            return AWSResponse(request.url, 403, {"Content-Type": "application/xml"}, _Raw())
+            return AWSResponse(request.url, 403, {"Content-Type": "application/xml"}, _Raw(xml))
         return None
 
     link.session.events.register("before-send.s3.GetObject", deny_the_fourth)

@@ -19,6 +19,7 @@ from s3_parquet_assets.core import AwsClients, Tuning, handle_event, make_client
 from s3_parquet_assets.core.writer import DatasetWriter, WrittenFile, dictionary_columns, write_all
 
 from ..helpers import DST, Lake, event, noisy_rows
+from ..reliability.support import _Raw
 
 
 def _batch(start: int, n: int) -> pa.RecordBatch:
@@ -114,18 +115,6 @@ class _Wire:
     def _done(self, **_kwargs: Any) -> None:
         with self._lock:
             self.in_flight -= 1
-
-
-class _Raw:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_kwargs: Any) -> Any:
-        yield self._body
-
-    def read(self, *_args: Any, **_kwargs: Any) -> bytes:
-        body, self._body = self._body, b""
-        return body
 
 
 def _noisy(start: int, n: int) -> pa.RecordBatch:
