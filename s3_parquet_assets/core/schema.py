@@ -34,9 +34,13 @@ INFERRED = "inferred from the export's first block"
 # pandas reads these as booleans (and a column of only these as bool).
 _TRUE = ("True", "TRUE", "true")
 _FALSE = ("False", "FALSE", "false")
+
+
 # What both pandas and pyarrow's CSV reader take as a missing value in a typed column ("", "NA", "n/a",
-# "null", "NaN"...): a missing value, not text, when inferring.
-_MISSING = pa.array(pacsv.ConvertOptions().null_values, pa.string())
+# "null", "NaN"...): a missing value, not text, when inferring. Built on first use: ``pa.array`` of a
+# list imports pandas (~40 MB), which a load needs only for a transform or a new table's registration.
+def _missing() -> pa.Array:
+    return pa.array(pacsv.ConvertOptions().null_values, pa.string())
 
 
 @dataclass(frozen=True)
@@ -116,7 +120,7 @@ def _fits(values: pa.Array, target: pa.DataType) -> bool:
 
 def _infer(values: pa.Array) -> str:
     text = pc.cast(values, pa.string())
-    given = pc.filter(text, pc.invert(pc.is_in(text, _MISSING)))
+    given = pc.filter(text, pc.invert(pc.is_in(text, _missing())))
     missing = len(text) - len(given) > 0
     if len(given) == 0:
         return "string"

@@ -37,3 +37,14 @@ def test_no_environment_reads_at_import() -> None:
         check=False,
     )
     assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_core_imports_no_pandas() -> None:
+    # pandas (~40 MB of the streaming peak) comes in only with a transform or awswrangler, after the stream
+    code = (
+        "import sys, s3_parquet_assets.core, s3_parquet_assets.cli\n"
+        "print(sorted(m for m in sys.modules if m == 'pandas' or m == 'awswrangler'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
