@@ -6,10 +6,12 @@ is fresh).
 
 - Python's (glibc malloc) holds what passes through Python: socket reads of one CSV block,
   the Parquet writer's pages on their way into the multipart part buffers (recycled by the writer).
-  A fixed 16 MiB mmap threshold keeps these blocks in the heap, where they are reused; above it
-  (or under glibc's default, which moves the threshold around) each one was mapped and unmapped.
+  A fixed mmap threshold above a CSV block (``tuning.MMAP_THRESHOLD``) keeps these blocks in the
+  heap, where they are reused; above it (or under glibc's default, which moves the threshold
+  around) each one was mapped and unmapped.
 - Arrow's pool holds the parsed batches, row groups and encoder pages. mimalloc reuses freed pages
-  best; jemalloc (with a 300 ms decay) is the fallback, the system allocator the last resort.
+  best; jemalloc (with a short decay, ``tuning.ARROW_DECAY_MS``) is the fallback, the system
+  allocator the last resort.
 
 After every row group, :func:`trim` returns what both allocators hold free to the OS, so the peak is
 the working set rather than what the allocators kept. The measurements behind these choices are in
@@ -27,19 +29,11 @@ import threading
 
 import pyarrow as pa
 
+from .tuning import ARENA_MAX, ARROW_DECAY_MS, MMAP_THRESHOLD
+
 __all__ = ["ARENA_MAX", "ARROW_DECAY_MS", "MMAP_THRESHOLD", "configure_memory", "trim"]
 
 log = logging.getLogger(__name__)
-
-ARROW_DECAY_MS = 300
-"""How long Arrow's jemalloc keeps freed pages for reuse before returning them to the OS."""
-
-MMAP_THRESHOLD = 16 * 1024 * 1024
-"""glibc allocations above this are mapped on their own (and unmapped on free)."""
-
-ARENA_MAX = 1
-"""glibc malloc arenas: one, shared by every thread. With an arena per thread (glibc's default) each
-encoder and upload thread keeps its own freed blocks, and the peak grows with the thread count."""
 
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8

@@ -10,13 +10,31 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["DEFAULTS", "MIN_READ_AHEAD_BLOCKS", "Tuning", "check_read_ahead", "cpu_threads"]
+__all__ = [
+    "ARENA_MAX",
+    "ARROW_DECAY_MS",
+    "DEFAULTS",
+    "MIN_READ_AHEAD_BLOCKS",
+    "MMAP_THRESHOLD",
+    "Tuning",
+    "check_read_ahead",
+    "cpu_threads",
+]
 
 MIN_READ_AHEAD_BLOCKS = 2
 """The parser reads one block past the rows it yields: with less room ahead every read would wait
 out the backpressure gate's cap."""
 
 _MiB = 1024 * 1024
+
+# -- process-wide allocator settings (:func:`.memory.configure_memory`, once per process) ----------
+MMAP_THRESHOLD = 16 * _MiB
+"""glibc allocations above this are mapped on their own (and unmapped on free)."""
+ARENA_MAX = 1
+"""glibc malloc arenas: one, shared by every thread (glibc's default, an arena per thread, lets each
+encoder and upload thread keep its own freed blocks, so the peak grows with the thread count)."""
+ARROW_DECAY_MS = 300
+"""How long Arrow's jemalloc (the fallback pool) keeps freed pages for reuse before returning them."""
 
 
 def check_read_ahead(blocks: int) -> None:
