@@ -1,7 +1,7 @@
 """Run the load benchmark for this project's loader beside its peers, in one run.
 
 usage: python benchmarks/run_bench.py [--mb 256,1024] [--fmt csv,gz,zip] [--small] [--fresh]
-                                      [--loaders ours,seed,arrow,polars,duckdb] [--ours PATH]
+                                      [--loaders ours,seed,arrow,polars,duckdb] [--ours COMMAND]
                                       [--link s3] [--out benchmarks]
 
 Run from the benchmark's own environment (``.venv-bench``, ``make bench``): the peers and the harness
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -104,7 +105,7 @@ def main() -> int:
     mode = link.mode if link else "direct"
     stamp = run_stamp()
     commands = {name: [sys.executable, str(shared / script)] for name, script in SCRIPTS.items()}
-    commands["ours"] = [args.ours, "load", "--event"]
+    commands["ours"] = [*shlex.split(args.ours), "load", "--event"]
     chosen = [name for name in args.loaders.split(",") if name]
     cases = [(float(mb), fmt) for mb in args.mb.split(",") for fmt in args.fmt.split(",")]
     if args.small:
