@@ -2,7 +2,8 @@
 
 :class:`RangedReader` hands out the span's bytes in order. It starts as one streaming GET read by
 the caller, which is all a load needs while the consumer (parser, inflater) is slower than the link.
-When the consumer is starved instead (it waits on the socket for most of the time it reads), one
+When the consumer is starved instead (it waits on the socket for most of the time it reads, judged
+over each ``range_size`` of the stream after its first, which only measures the start), one
 ranged GET of the next ``range_size`` bytes after those is tried. Ranges pay when that GET's first
 byte comes sooner than one stream would deliver a range (S3: tens of ms against ~90 ms for 8 MiB at
 ~90 MB/s); an endpoint that answers a ranged GET slowly (an emulator copying the whole object for
@@ -125,6 +126,7 @@ class RangedReader(io.RawIOBase):
         self._stream_stop = self._end
         self._stream_attempts = 0
         self._window_start = 0.0
+        self._warm = False  # the stream's first window (its start, not its pace) has gone by
         self._window_bytes = 0
         self._waited = 0.0
         self._per_byte = 0.0  # the stream's seconds per byte while the consumer waited on it
@@ -175,6 +177,7 @@ class RangedReader(io.RawIOBase):
                 if self._body is None:
                     self._body = self._get(self._pos, None)
                     self._window_start, self._window_bytes, self._waited = time.monotonic(), 0, 0.0
+                    self._warm = False
                 began = time.monotonic()
                 data: bytes = self._body.read(want)
                 self._waited += time.monotonic() - began
@@ -204,6 +207,9 @@ class RangedReader(io.RawIOBase):
         per_byte = self._waited / max(1, self._window_bytes)
         self._window_start, self._window_bytes, self._waited = time.monotonic(), 0, 0.0
         log.debug("%s: waited on the stream %.0f%% of the time up to byte %d", self.uri, 100 * share, pos)
+        if not self._warm:  # a stream's first window measures its start (and the parser's), not its pace
+            self._warm = True
+            return
         start = pos + max(self._range_size, 2 * read)
         if share < _STARVED or self._in_flight < 2 or self._probe is not None or start >= self._end:
             return

@@ -143,7 +143,7 @@ def _contiguous(spans: list[tuple[int, int]]) -> bool:
 
 
 def test_a_slow_link_is_read_in_ranges_reassembled_byte_exact(lake: Lake) -> None:
-    data = os.urandom(3 * RANGE + 12_345)
+    data = os.urandom(5 * RANGE + 12_345)  # the first RANGE only warms the stream up: ranges from 3 * RANGE
     lake.put("blob.bin", data)
     size = len(data)
     link = Link()
@@ -168,6 +168,51 @@ def test_a_slow_link_is_read_in_ranges_reassembled_byte_exact(lake: Lake) -> Non
     spans = link.closed_ranges()
     assert spans and _contiguous(spans) and spans[-1][1] == size - 1
     assert link.ranges[0] == "whole"
+
+
+class _SlowStart:
+    """A streaming body slow for its first ``slow`` bytes only (a connection's start), then fast."""
+
+    def __init__(self, body: Any, slow: int, rate: float) -> None:
+        self._body = body
+        self._slow = slow
+        self._rate = rate
+
+    def read(self, amt: int | None = None) -> bytes:
+        data: bytes = self._body.read(amt)
+        if self._slow > 0:
+            time.sleep(len(data) / self._rate)
+            self._slow -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._body.close()
+
+
+def test_a_slow_start_alone_tries_no_range(lake: Lake) -> None:
+    # the first RANGE of a stream is slow (its start: the reader waits on it 80 % of the time), the rest
+    # faster than the reader takes it: the start is not judged, so no ranged GET is tried
+    data = os.urandom(6 * RANGE)
+    lake.put("blob.bin", data)
+    link = Link()
+    link.session.events.unregister("after-call.s3.GetObject", link._after)
+
+    def slow_start(parsed: dict[str, Any], **_: Any) -> None:
+        if "Body" in parsed:
+            parsed["Body"] = _SlowStart(parsed["Body"], RANGE, 1e6)
+
+    link.session.events.register("after-call.s3.GetObject", slow_start)
+    etag = lake.clients.s3.head_object(Bucket=SRC, Key="blob.bin")["ETag"].strip('"')
+    reader = RangedReader(
+        link.clients().s3, SRC, "blob.bin", etag=etag, size=len(data), range_size=RANGE, ranges_in_flight=3
+    )
+    parts = []
+    while chunk := reader.read(40_000):
+        parts.append(chunk)
+        time.sleep(0.01)  # the consumer's own work: 4 MB/s, a quarter of the slow start's wait per read
+    reader.close()
+    assert b"".join(parts) == data
+    assert link.ranges == ["whole"]
 
 
 @pytest.mark.parametrize("fmt", ["csv", "gz", "zip"])
