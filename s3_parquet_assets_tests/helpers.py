@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import math
+import time
 import zipfile
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +95,19 @@ class Lake:
 
     def put(self, key: str, body: bytes, bucket: str = SRC) -> None:
         self.clients.s3.put_object(Bucket=bucket, Key=key, Body=body)
+
+    def put_newer(self, key: str, body: bytes, bucket: str = SRC) -> None:
+        """Put a re-export strictly newer than every object already in ``key``'s folder.
+
+        S3 keeps LastModified in whole seconds and a tie goes to the key that sorts first, so a
+        re-export put in the same second as the export it replaces may lose: wait for the clock to
+        pass the folder's newest second first."""
+        folder = key.rsplit("/", 1)[0] + "/"
+        listed = self.clients.s3.list_objects_v2(Bucket=bucket, Prefix=folder).get("Contents", [])
+        if listed:
+            newest = max(o["LastModified"] for o in listed).timestamp()
+            time.sleep(max(0.0, math.floor(newest) + 1.05 - time.time()))
+        self.put(key, body, bucket)
 
     def keys(self, prefix: str = "", bucket: str = DST) -> list[str]:
         out: list[str] = []

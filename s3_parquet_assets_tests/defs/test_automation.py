@@ -71,8 +71,8 @@ def test_the_catch_up_schedule_requests_and_loads_exactly_the_missed_day(
     assert not again.run_requests and again.skip_message and "current" in again.skip_message
 
     # a re-export of an old day inside the window is requested; a day before the window is not
-    lake.put("sales/20240113/sales_20240113_v2.csv.gz", gz(b"1,A,1.0\n"))
-    lake.put("sales/20240112/sales_20240112_v2.csv.gz", gz(b"1,A,1.0\n"))
+    lake.put_newer("sales/20240113/sales_20240113_v2.csv.gz", gz(b"1,A,1.0\n"))
+    lake.put_newer("sales/20240112/sales_20240112_v2.csv.gz", gz(b"1,A,1.0\n"))
     reexport = _tick(defs, "sales", datetime(2024, 1, 16, 6, 0, tzinfo=UTC))
     assert [r.partition_key for r in reexport.run_requests] == ["20240113"]
 
@@ -152,7 +152,7 @@ def test_the_sensor_lists_only_recent_prefixes_and_its_cursor_survives_restarts(
     assert len(list_calls) == 3
 
     # a re-export of yesterday is requested, alone
-    lake.put(f"sales/{recent[-1]}/sales_{recent[-1]}_v2.csv.gz", gz(b"2,B,2\n"))
+    lake.put_newer(f"sales/{recent[-1]}/sales_{recent[-1]}_v2.csv.gz", gz(b"2,B,2\n"))
     newer = _sense(component_defs(tables_file), "sales", cursor)
     assert [r.partition_key for r in newer.run_requests] == [recent[-1]]
     assert newer.run_requests[0].tags["s3pa/source_key"] == f"sales/{recent[-1]}/sales_{recent[-1]}_v2.csv.gz"
