@@ -1,8 +1,8 @@
 """Decompression of ``.gz`` and ``.zip`` sources, with ISA-L when it is installed.
 
-ISA-L (the ``isal`` package) inflates about 2.7 x faster than zlib (measured: 256 MiB of CSV in
-0.33 s against 0.89 s), and decompression is most of the extra CPU of a compressed load. Without it
-(the Lambda zip, which adds no compiled code) the standard library's zlib and gzip are used.
+ISA-L (the ``isal`` package) inflates several times faster than zlib (``benchmarks/README.md``,
+"Memory"), and decompression is most of the extra CPU of a compressed load. Without it (the Lambda
+zip, which adds no compiled code) the standard library's zlib and gzip are used.
 
 A zip member is read with a raw-deflate decompressor over one sequential stream of its compressed
 bytes (found from its local header; :func:`open_zip_member` can open that byte span as a stream of

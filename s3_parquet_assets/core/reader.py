@@ -192,8 +192,8 @@ class _Gate(io.RawIOBase):
     """Hands the parser bytes no further than ``ahead`` bytes past what the consumer has taken.
 
     pyarrow's streaming CSV reader reads blocks ahead on its I/O thread as fast as the source gives
-    them; over a fast network that is most of the object (measured: 24 blocks = 184 MB held at
-    256 MB). Each batch the consumer takes stands for one block, so reads wait until the consumer
+    them; over a fast network that is most of the object (``benchmarks/README.md``, "Memory"). Each
+    batch the consumer takes stands for one block, so reads wait until the consumer
     is within ``ahead`` bytes. A wait is capped so a parser needing more never deadlocks.
     """
 
