@@ -48,6 +48,7 @@ from .event import LoadEvent, parse_event
 from .header import Layout, read_layout
 from .lease import DayLease, LeaseHeld, lease_key
 from .memory import configure_memory
+from .ranged import changed_error, is_changed
 from .reader import (
     TransformFn,
     apply_transform,
@@ -233,8 +234,12 @@ def _list(clients: AwsClients, ev: LoadEvent, source: SourceObject | None, lease
 
 
 # -- read ---------------------------------------------------------------------------------------
-def _read_error(uri: str, exc: ClientError | BotoCoreError) -> LoadError:
-    """An AWS error while reading the source ``uri`` (a 403 names the permission it needs)."""
+def _read_error(src: SourceObject, exc: ClientError | BotoCoreError) -> LoadError:
+    """An AWS error while reading the source (a 403 names the permission it needs; a 412, from any
+    read of it, says it changed since it was listed)."""
+    uri = src.uri
+    if is_changed(exc):
+        return changed_error(uri, src.etag)
     code = str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
     if code in ("AccessDenied", "403"):
         return LoadError(
@@ -345,7 +350,7 @@ def _read(
     ev = plan.event
     limit.check("read", f"before reading {src.uri}", ev.data_ref)
     counted = _BytesRead(src.uri)
-    aws_read_error: AwsErrorText = lambda exc: _read_error(src.uri, exc)  # noqa: E731
+    aws_read_error: AwsErrorText = lambda exc: _read_error(src, exc)  # noqa: E731
     with reported_as("read", aws=aws_read_error):
         layout, opener = read_layout(_open_export(clients, src, ev, tune, on_read=counted), ev, src.uri)
     if layout.added and transform is None:

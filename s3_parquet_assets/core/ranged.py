@@ -43,7 +43,7 @@ from .tuning import DEFAULTS
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["RangedReader"]
+__all__ = ["RangedReader", "changed_error", "is_changed"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,10 @@ def changed_error(uri: str, etag: str | None) -> LoadError:
     )
 
 
-def _is_changed(exc: ClientError) -> bool:
+def is_changed(exc: ClientError | BotoCoreError) -> bool:
+    """The error is S3's answer to a GET whose ``IfMatch`` ETag the object no longer has (412)."""
+    if not isinstance(exc, ClientError):
+        return False
     code = str(exc.response.get("Error", {}).get("Code", ""))
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code in ("PreconditionFailed", "412") or status == 412
@@ -161,7 +164,7 @@ class RangedReader(io.RawIOBase):
         try:
             return self._s3.get_object(**kwargs)["Body"]
         except ClientError as exc:
-            if _is_changed(exc):
+            if is_changed(exc):
                 raise changed_error(self.uri, self._etag) from exc
             raise
 
