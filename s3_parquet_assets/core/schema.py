@@ -38,7 +38,8 @@ _FALSE = ("False", "FALSE", "false")
 
 # What both pandas and pyarrow's CSV reader take as a missing value in a typed column ("", "NA", "n/a",
 # "null", "NaN"...): a missing value, not text, when inferring. Built on first use: ``pa.array`` of a
-# list imports pandas (~40 MB), which a load needs only for a transform or a new table's registration.
+# list imports pandas (its cost: ``benchmarks/README.md``, "Memory"), which a load needs only for a transform
+# or a new table's registration.
 def _missing() -> pa.Array:
     return pa.array(pacsv.ConvertOptions().null_values, pa.string())
 
