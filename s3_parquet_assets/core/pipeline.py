@@ -48,7 +48,6 @@ from .event import LoadEvent, parse_event
 from .header import Layout, read_layout
 from .lease import DayLease, LeaseHeld, lease_key
 from .memory import configure_memory
-from .ranged import changed_error, is_changed
 from .reader import (
     TransformFn,
     apply_transform,
@@ -238,9 +237,15 @@ def _read_error(src: SourceObject, exc: ClientError | BotoCoreError) -> LoadErro
     """An AWS error while reading the source (a 403 names the permission it needs; a 412, from any
     read of it, says it changed since it was listed)."""
     uri = src.uri
-    if is_changed(exc):
-        return changed_error(uri, src.etag)
-    code = str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+    answer = exc.response if isinstance(exc, ClientError) else {}
+    code = str(answer.get("Error", {}).get("Code", ""))
+    status = answer.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code in ("PreconditionFailed", "412") or status == 412:  # every GET of it carries IfMatch
+        return LoadError(
+            "read",
+            f"{uri} changed since it was listed (it no longer has ETag {src.etag}); nothing of it was "
+            "loaded, run the load again to read the new version",
+        )
     if code in ("AccessDenied", "403"):
         return LoadError(
             "read",
@@ -345,12 +350,13 @@ def _read(
     """Open the export: infer a names-only schema's types, read the header and apply the drift
     policies (columns ``extra_columns: add`` adds must not clash with the table), and set up the
     stream of typed rows (through the transform, if any). Nothing is written yet."""
+    aws_read_error: AwsErrorText = lambda exc: _read_error(src, exc)  # noqa: E731
     if plan.infer:
-        plan = _infer(clients, plan, src, tune)
+        with reported_as("read", aws=aws_read_error):
+            plan = _infer(clients, plan, src, tune)
     ev = plan.event
     limit.check("read", f"before reading {src.uri}", ev.data_ref)
     counted = _BytesRead(src.uri)
-    aws_read_error: AwsErrorText = lambda exc: _read_error(src, exc)  # noqa: E731
     with reported_as("read", aws=aws_read_error):
         layout, opener = read_layout(_open_export(clients, src, ev, tune, on_read=counted), ev, src.uri)
     if layout.added and transform is None:

@@ -16,10 +16,10 @@ Memory: fetched bytes not yet handed out are at most ``ranges_in_flight * range_
 buffer is full at ``range_size``; a new range starts only when the oldest has been handed out), plus
 the one read being returned. The first stream holds nothing of its own (socket buffers only).
 
-Every GET is pinned to the listed ETag (``IfMatch``): a 412 fails with a :class:`~.errors.LoadError`
-saying the object changed since it was listed. A dropped GET (connection error, short body) is
-opened again from the byte it dropped at, alone, at most ``max_attempts`` times per GET. Other AWS
-errors (a 403, ...) reach the caller as they came, from whichever GET met them.
+Every GET is pinned to the listed ETag (``IfMatch``). A dropped GET (connection error, short body)
+is opened again from the byte it dropped at, alone, at most ``max_attempts`` times per GET. AWS
+errors (a 412 when the object changed since it was listed, a 403, ...) reach the caller as they
+came, from whichever GET met them; the load names them (``pipeline._read_error``).
 """
 
 from __future__ import annotations
@@ -34,16 +34,15 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from .errors import LoadError
 from .tuning import DEFAULTS
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["RangedReader", "changed_error", "is_changed"]
+__all__ = ["RangedReader"]
 
 log = logging.getLogger(__name__)
 
@@ -54,24 +53,6 @@ _STARVED = 0.5  # the consumer is starved when it waits on the stream for this s
 
 class _ShortBody(ConnectionError):
     """A GET's body ended before the bytes it promised (a dropped connection)."""
-
-
-def changed_error(uri: str, etag: str | None) -> LoadError:
-    """The object no longer has the ETag it was listed with."""
-    return LoadError(
-        "read",
-        f"{uri} changed since it was listed (it no longer has ETag {etag}); nothing of it was loaded, "
-        "run the load again to read the new version",
-    )
-
-
-def is_changed(exc: ClientError | BotoCoreError) -> bool:
-    """The error is S3's answer to a GET whose ``IfMatch`` ETag the object no longer has (412)."""
-    if not isinstance(exc, ClientError):
-        return False
-    code = str(exc.response.get("Error", {}).get("Code", ""))
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in ("PreconditionFailed", "412") or status == 412
 
 
 class _Range:
@@ -161,12 +142,7 @@ class RangedReader(io.RawIOBase):
             kwargs["Range"] = f"bytes={first}-{stop - 1}"
         elif first:
             kwargs["Range"] = f"bytes={first}-"
-        try:
-            return self._s3.get_object(**kwargs)["Body"]
-        except ClientError as exc:
-            if is_changed(exc):
-                raise changed_error(self.uri, self._etag) from exc
-            raise
+        return self._s3.get_object(**kwargs)["Body"]
 
     # -- the first stream -----------------------------------------------------------------------
     def _read_stream(self, want: int) -> bytes:
